@@ -1,0 +1,97 @@
+"""A case: one variant, its parameters, one shape, one dtype/device/mode. Cases are frozen and
+hash to a stable id, so a results file can be resumed and two runs can be joined case by case."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+MODES = ("fwd", "fwd+bwd")
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+DEVICES = ("cpu", "cuda")
+
+Params = tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Tensor shape of q, k and v: (batch, heads, seq_len, d_head)."""
+
+    batch: int
+    heads: int
+    seq_len: int
+    d_head: int
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.seq_len
+
+    def __str__(self) -> str:
+        return f"B{self.batch}-H{self.heads}-N{self.seq_len}-D{self.d_head}"
+
+
+@dataclass(frozen=True)
+class Case:
+    variant: str
+    params: Params = ()
+    batch: int = 1
+    heads: int = 8
+    seq_len: int = 1024
+    d_head: int = 64
+    dtype: str = "float32"
+    device: str = "cpu"
+    causal: bool = False
+    mode: str = "fwd"
+    threads: int = 1
+    task: Params = ()
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(self.batch, self.heads, self.seq_len, self.d_head)
+
+    @property
+    def param_dict(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    @property
+    def label(self) -> str:
+        """The variant with its parameters, e.g. `linear.dpfp[nu=2]`: one row of a table."""
+        return variant_label(self.variant, self.params)
+
+    @property
+    def id(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["params"] = dict(self.params)
+        d["task"] = dict(self.task)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Case:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["params"] = freeze(kw.get("params", {}))
+        kw["task"] = freeze(kw.get("task", {}))
+        return cls(**kw)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.label} {self.shape} {self.dtype} {self.device} "
+            f"{'causal' if self.causal else 'full'} {self.mode}"
+        )
+
+
+def freeze(mapping: dict[str, Any]) -> Params:
+    return tuple(sorted(mapping.items()))
+
+
+def variant_label(name: str, params: Params | dict[str, Any]) -> str:
+    items = sorted(params.items()) if isinstance(params, dict) else list(params)
+    if not items:
+        return name
+    return name + "[" + ",".join(f"{k}={v}" for k, v in items) + "]"

@@ -1,0 +1,297 @@
+"""The `attnbench` command.
+
+    attnbench list [PATTERN] [--json]                 what can be benchmarked here, and why not
+    attnbench run --suite speed                       sweep a suite; results/<suite>-<time>.jsonl
+    attnbench run --suite ci --executor inline        in this process (fast, no isolation)
+    attnbench run --suite speed -o r.jsonl --resume   finish an interrupted sweep
+    attnbench show results/speed-*.jsonl --metric peak_mem_bytes --format md
+    attnbench calibrate                               this machine's matmul and copy ceilings
+
+Errors a user can cause print one line and exit 2; a run interrupted by Ctrl-C keeps every
+finished case (exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich_argparse import RichHelpFormatter
+
+from attnbench.errors import UserError
+
+# piped output is not squeezed to 80 columns: tables stay one row per line
+console = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other user error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="attnbench",
+        description="Benchmark and profile attention variants.",
+        formatter_class=RichHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser(
+        "list", help="list registered variants and whether they run here", formatter_class=RichHelpFormatter
+    )
+    p.add_argument("pattern", nargs="?", help="name, glob (softmax.*) or family")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--plugin", action="append", default=[], help="import MODULE's variants too (repeatable)")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run a suite's sweep and write results", formatter_class=RichHelpFormatter)
+    p.add_argument("--suite", required=True, help="suite name (suites/NAME.toml) or path to a .toml file")
+    p.add_argument("-o", "--output", type=Path, help="results file (default results/<suite>-<time>.jsonl)")
+    p.add_argument(
+        "--executor",
+        choices=["subprocess", "inline"],
+        default="subprocess",
+        help="subprocess (default): isolate each case; inline: in this process",
+    )
+    p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
+    p.add_argument("--only", help="only variants matching this name, glob or family")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="run every case on this device")
+    p.add_argument("--timeout", type=float, help="seconds per case (default: the suite's timeout_s)")
+    p.add_argument(
+        "--mem-limit",
+        type=float,
+        metavar="GIB",
+        help="cap the worker's memory (CPU; default 80%% of RAM; 0 for none)",
+    )
+    p.add_argument("--plugin", action="append", default=[], help="import MODULE's variants too (repeatable)")
+    p.add_argument("--metric", help="metric of the summary table (default: the suite's `show`)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("show", help="print a results file as a table", formatter_class=RichHelpFormatter)
+    p.add_argument("results", nargs="+", type=Path, help="results file(s) (JSON lines)")
+    from attnbench.report.table import METRICS
+
+    p.add_argument("--metric", default="latency_ms", help=f"one of: {', '.join(METRICS)}")
+    p.add_argument("--format", choices=["table", "csv", "md"], default="table", help="output format")
+    p.add_argument("--all", action="store_true", help="also show variants that could not run at all")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "calibrate", help="measure this machine's matmul and copy ceilings", formatter_class=RichHelpFormatter
+    )
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's default)")
+    p.add_argument("--dtype", action="append", help="dtype(s) to measure (default: all the device runs)")
+    p.add_argument("--force", action="store_true", help="measure again even if cached")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_calibrate)
+    return parser
+
+
+def _plugins(names: list[str]) -> None:
+    """Record plugins in the environment so subprocess workers import them too."""
+    from attnbench.registry import PLUGINS_ENV, REGISTRY
+
+    if names:
+        current = [m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m]
+        os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys(current + names))
+    REGISTRY.discover()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import torch
+
+    from attnbench.registry import REGISTRY
+
+    _plugins(args.plugin)
+    variants = REGISTRY.select(args.pattern) if args.pattern else REGISTRY.all()
+    devices = ["cpu", "cuda"]
+    rows = []
+    for v in variants:
+        row = {
+            "name": v.name,
+            "family": v.family,
+            "description": v.description,
+            "params": dict(v.params),
+            "causal": list(v.causal_modes),
+            "devices": list(v.devices),
+            "dtypes": list(v.dtypes),
+            "modes": list(v.modes),
+            "recurrent": v.recurrent,
+            "flops": v.flops_formula or None,
+            "reference": v.reference or None,
+        }
+        for d in devices:
+            a = v.available(d)
+            row[f"available_{d}"] = a.ok
+            row[f"reason_{d}"] = a.reason or None
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    shown = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    table = Table(
+        title=f"attnbench variants (torch {torch.__version__})", title_justify="left", header_style="bold"
+    )
+    for col in ("name", "family", "params", "forms", "devices", "dtypes", *(f"runs on {d}" for d in shown)):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        forms = ["causal" if c else "full" for c in r["causal"]] + (["recurrent"] if r["recurrent"] else [])
+        table.add_row(
+            r["name"],
+            r["family"],
+            ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "—",
+            ", ".join(forms),
+            ", ".join(r["devices"]),
+            ", ".join(d.replace("bfloat", "bf").replace("float", "f") for d in r["dtypes"]),
+            *(
+                ("[green]yes[/]" if r[f"available_{d}"] else f"[red]no[/]: {escape(r[f'reason_{d}'])}")
+                for d in shown
+            ),
+        )
+    console.print(table)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from attnbench.report.table import LEGEND, metric, pivot, rich_table, status_counts
+    from attnbench.results import load_results
+    from attnbench.runner.sweep import check_output, default_mem_limit, default_results_path, run_sweep
+    from attnbench.suites import load_suite
+
+    _plugins(args.plugin)
+    suite = load_suite(args.suite)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    if args.timeout is not None:
+        suite = _replace(suite, timeout_s=args.timeout)
+    show = metric(args.metric or suite.show).column
+    cases = suite.cases(only=args.only, device=args.device)
+    if not cases:
+        raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
+    out = args.output or default_results_path(suite.name, resume=args.resume)
+    check_output(out, resume=args.resume)
+    if args.mem_limit is None:
+        mem_limit = default_mem_limit(cases)
+    else:
+        mem_limit = int(args.mem_limit * 2**30) or None
+    err.print(
+        f"[bold]{escape(suite.name)}[/]: {len(cases)} cases → {escape(str(out))}  (executor {args.executor})",
+        soft_wrap=True,
+    )
+    try:
+        outcome = run_sweep(
+            suite,
+            cases,
+            out=out,
+            resume=args.resume,
+            executor=args.executor,
+            mem_limit=mem_limit,
+            console=err,
+        )
+    except KeyboardInterrupt:
+        err.print(f"interrupted: finished cases are in {out}; continue with --resume -o {out}")
+        return 130
+    df = load_results(out)
+    df = df[df["case_id"].isin({c.id for c in cases})]
+    console.print(rich_table(pivot(df, show), f"{suite.name}: {metric(show).title}"))
+    console.print(f"[dim]{LEGEND}[/]")
+    console.print(
+        f"{status_counts(df)} · {outcome.wall_s:.0f} s · results: {out}{_unsupported_note(df, False)}"
+    )
+    if outcome.left:
+        console.print(
+            f"[yellow]time budget reached: {outcome.left} cases left; "
+            f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
+        )
+    return 0
+
+
+def _replace(suite, **changes):
+    from dataclasses import replace
+
+    return replace(suite, **changes)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from attnbench.report.table import LEGEND, metric, pivot, rich_table, status_counts
+    from attnbench.results import load_results
+
+    df = load_results(*args.results, on_warning=lambda msg: err.print(f"[yellow]warning:[/] {escape(msg)}"))
+    m = metric(args.metric)
+    table = pivot(df, m.column, raw=args.format == "csv", unsupported=args.all)
+    if args.format == "csv":
+        sys.stdout.write(table.to_csv(index=False))
+    elif args.format == "md":
+        print(f"{m.title}\n")
+        print(table.to_markdown(index=False))
+    else:
+        console.print(rich_table(table, m.title))
+        console.print(f"[dim]{LEGEND}[/]")
+        console.print(status_counts(df) + _unsupported_note(df, args.all))
+    return 0
+
+
+def _unsupported_note(df, shown: bool) -> str:
+    skipped = sorted(set(df.loc[df["status"] == "unsupported", "label"]))
+    hidden = [label for label in skipped if (df.loc[df["label"] == label, "status"] == "unsupported").all()]
+    if shown or not hidden:
+        return ""
+    return f" · not shown, could not run here: {', '.join(hidden)} (--all shows them)"
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from attnbench.measure.calibrate import ceilings
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    threads = args.threads or torch.get_num_threads()
+    default = ("float32", "bfloat16", "float16") + (("float64",) if args.device == "cpu" else ())
+    ceil = ceilings(args.device, threads, tuple(args.dtype or default), force=args.force)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(ceil), indent=2))
+        return 0
+    table = Table(
+        title=f"ceilings of {ceil.device_name} ({args.device}, {threads} threads)", title_justify="left"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for dtype, rate in sorted(ceil.matmul_flops.items()):
+        table.add_row(f"matmul {dtype}", f"{rate / 1e12:.3f} TFLOP/s")
+    table.add_row("memory copy (read + write)", f"{ceil.copy_bytes_per_s / 1e9:.1f} GB/s")
+    console.print(table)
+    console.print(f"[dim]cached (measured {ceil.measured_at}); results report % of these[/]")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"attnbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attnbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

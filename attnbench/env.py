@@ -1,0 +1,88 @@
+"""The environment every result carries: versions, device, CPU, threads, git revision."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SOURCE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def device_name(device: str) -> str:
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return cpu_model()
+
+
+@functools.cache
+def git_revision() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the attnbench source tree, or (None, None) outside a checkout."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(SOURCE_DIR), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(SOURCE_DIR), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        return rev, bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+@functools.cache
+def machine_env() -> dict[str, Any]:
+    """What is the same for every case of a run on this machine."""
+    rev, dirty = git_revision()
+    return {
+        "attnbench": _version("attnbench"),
+        "torch": torch.__version__,
+        "triton": _version("triton"),
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "git_revision": rev,
+        "git_dirty": dirty,
+    }
+
+
+def case_env(device: str) -> dict[str, Any]:
+    """The machine's environment plus what one case ran on: the device and the threads in use."""
+    return {**machine_env(), "device_name": device_name(device), "threads": torch.get_num_threads()}

@@ -1,0 +1,1 @@
+"""Measurement, one concern per module: timing, memory, flops, numerics, calibration."""

@@ -1,0 +1,23 @@
+"""Float64 oracles in plain PyTorch. Variants name theirs by key (`Variant.reference`);
+measurement and tests look it up here. Fast code never imports this package."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from attnbench.reference.softmax import softmax_attention
+
+Oracle = Callable[..., torch.Tensor]
+
+ORACLES: dict[str, Oracle] = {
+    "softmax": softmax_attention,
+}
+
+
+def get(key: str) -> Oracle:
+    try:
+        return ORACLES[key]
+    except KeyError:
+        raise KeyError(f"no reference oracle {key!r}; known: {sorted(ORACLES)}") from None

@@ -1,0 +1,250 @@
+"""The variant registry: one base class, one decorator, discovery by walking the package.
+
+Adding a variant is one file with one class::
+
+    from attnbench.registry import Variant, register
+
+    @register("softmax.mine")
+    class Mine(Variant):
+        family = "softmax"          # optional: defaults to the name's first part
+        reference = "softmax"       # the float64 oracle it is checked against
+        def forward(self, q, k, v, *, causal=False):
+            ...
+
+Dropped anywhere under `attnbench/variants/`, it is found by `Registry.discover` (no central
+list to edit) and appears in `attnbench list`, in every suite that selects its name or family,
+and in every registry-wide test. Variants outside the package load from the modules named in
+`ATTNBENCH_PLUGINS` (comma-separated) or the `attnbench.variants` entry-point group.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import importlib.metadata
+import os
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+from attnbench.errors import Unsupported, UserError
+
+if TYPE_CHECKING:
+    from attnbench.cases import Case, Shape
+
+PLUGINS_ENV = "ATTNBENCH_PLUGINS"
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class Variant(nn.Module):
+    """Base of every attention implementation. Tensors are (batch, heads, seq, d_head).
+
+    Class attributes are the variant's metadata; `forward` is the computation. Subclasses
+    override `unavailable_reason` (a package or backend missing here) and `check` (a case it
+    cannot run) rather than failing inside `forward`.
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    params: ClassVar[Mapping[str, Any]] = {}  # sweepable parameters and their defaults
+    causal_modes: ClassVar[tuple[bool, ...]] = (False, True)
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64", "bfloat16", "float16")
+    modes: ClassVar[tuple[str, ...]] = ("fwd", "fwd+bwd")
+    recurrent: ClassVar[bool] = False  # has init_state/step for decoding
+    compiled: ClassVar[bool] = False  # uses torch.compile: the harness guards recompilation
+    reference: ClassVar[str] = ""  # key of its float64 oracle in attnbench.reference
+    flops_formula: ClassVar[str] = ""  # the count `flops` implements, for `attnbench list`
+
+    def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
+        super().__init__()
+        self.heads = heads
+        self.d_head = d_head
+        self.hparams = self.resolve_params(params)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
+        raise NotImplementedError
+
+    # --- metadata -------------------------------------------------------------------------
+    @classmethod
+    def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with `given`; an unknown name is a UserError."""
+        unknown = set(given) - set(cls.params)
+        if unknown:
+            known = ", ".join(sorted(cls.params)) or "none"
+            raise UserError(f"{cls.name} has no parameter {sorted(unknown)[0]!r} (its parameters: {known})")
+        return {**cls.params, **given}
+
+    @classmethod
+    def flops(cls, shape: Shape, *, causal: bool, mode: str, params: Mapping[str, Any]) -> int | None:
+        """Floating-point operations of one call; None when the variant declares no formula."""
+        return None
+
+    @classmethod
+    def min_bytes(cls, shape: Shape, *, mode: str, itemsize: int) -> int:
+        """Fewest bytes one call must move: q, k, v read and o written (fwd); the backward
+        also reads q, k, v, o, dO and writes dq, dk, dv. Sets the memory-bound floor."""
+        tensor = shape.batch * shape.heads * shape.seq_len * shape.d_head * itemsize
+        return tensor * (4 if mode == "fwd" else 12)
+
+    def d_dot(self) -> int | None:
+        """Size of the per-head state a query reads (fast-weight memory); None if unbounded."""
+        return None
+
+    # --- availability -----------------------------------------------------------------------
+    @classmethod
+    def unavailable_reason(cls, device: str) -> str | None:
+        """Why this variant cannot run on `device` here (package missing, backend absent)."""
+        return None
+
+    @classmethod
+    def available(cls, device: str = "cpu") -> Availability:
+        return _availability(cls, device)
+
+    def check(self, case: Case) -> None:
+        """Raise `Unsupported` for a case this variant cannot run."""
+        if case.dtype not in self.dtypes:
+            raise Unsupported(f"{self.name} does not support {case.dtype}")
+        if case.causal not in self.causal_modes:
+            raise Unsupported(f"{self.name} has no {'causal' if case.causal else 'non-causal'} form")
+        if case.mode not in self.modes:
+            raise Unsupported(f"{self.name} does not support mode {case.mode}")
+
+    # --- recurrent form (decoding) ------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> Any:
+        raise Unsupported(f"{self.name} has no recurrent form")
+
+    def step(self, state: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        raise Unsupported(f"{self.name} has no recurrent form")
+
+
+_AVAILABILITY: dict[tuple[type, str], Availability] = {}
+
+
+def _availability(cls: type[Variant], device: str) -> Availability:
+    """Lazy and cached per (class, device): probes may import packages or touch a GPU."""
+    key = (cls, device)
+    if key not in _AVAILABILITY:
+        if device not in cls.devices:
+            result = Availability(False, f"runs on {', '.join(cls.devices)} only")
+        elif device == "cuda" and not torch.cuda.is_available():
+            result = Availability(False, "no CUDA device here")
+        else:
+            reason = cls.unavailable_reason(device)
+            result = Availability(reason is None, reason or "")
+        _AVAILABILITY[key] = result
+    return _AVAILABILITY[key]
+
+
+V = TypeVar("V", bound=type[Variant])
+
+
+class Registry:
+    """Name -> Variant class. Filled by `register` as variant modules are imported."""
+
+    def __init__(self, packages: tuple[str, ...] = ("attnbench.variants",)) -> None:
+        self._packages = packages
+        self._variants: dict[str, type[Variant]] = {}
+        self._loaded_plugins: set[str] = set()
+        self._discovered = False
+
+    def register(self, name: str, *, family: str | None = None) -> Callable[[V], V]:
+        def decorate(cls: V) -> V:
+            if not (isinstance(cls, type) and issubclass(cls, Variant)):
+                raise TypeError(f"@register({name!r}) expects a Variant subclass, got {cls!r}")
+            existing = self._variants.get(name)
+            if existing is not None and existing.__qualname__ != cls.__qualname__:
+                raise ValueError(f"variant {name!r} registered twice: {existing} and {cls}")
+            cls.name = name
+            cls.family = family or cls.__dict__.get("family") or name.split(".", 1)[0]
+            if not cls.description:
+                cls.description = (cls.__doc__ or "").strip().split("\n", 1)[0]
+            self._variants[name] = cls
+            return cls
+
+        return decorate
+
+    def unregister(self, name: str) -> None:
+        self._variants.pop(name, None)
+
+    def discover(self) -> None:
+        """Import every module under the variant packages, then plugins. Idempotent."""
+        if not self._discovered:
+            for package in self._packages:
+                pkg = importlib.import_module(package)
+                for info in pkgutil.walk_packages(pkg.__path__, prefix=package + "."):
+                    importlib.import_module(info.name)
+            for ep in importlib.metadata.entry_points(group="attnbench.variants"):
+                ep.load()
+            self._discovered = True
+        self.load_plugins(_env_plugins())
+
+    def load_plugins(self, modules: list[str]) -> None:
+        for module in modules:
+            if module in self._loaded_plugins:
+                continue
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise UserError(f"cannot import variant plugin {module!r}: {e}") from e
+            self._loaded_plugins.add(module)
+
+    def all(self) -> list[type[Variant]]:
+        self.discover()
+        return [self._variants[k] for k in sorted(self._variants)]
+
+    def families(self) -> list[str]:
+        return sorted({v.family for v in self.all()})
+
+    def get(self, name: str) -> type[Variant]:
+        self.discover()
+        if name not in self._variants:
+            hint = difflib.get_close_matches(name, list(self._variants), n=1)
+            tip = f" (did you mean {hint[0]!r}?)" if hint else " (see `attnbench list`)"
+            raise UserError(f"unknown variant {name!r}{tip}")
+        return self._variants[name]
+
+    def select(self, patterns: str | list[str]) -> list[type[Variant]]:
+        """Variants matching any pattern: an exact name, a glob (`softmax.*`) or a family
+        (`softmax`). Patterns may be comma-separated. A pattern matching nothing is an error."""
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        wanted = [p.strip() for item in patterns for p in item.split(",") if p.strip()]
+        variants = self.all()
+        chosen: dict[str, type[Variant]] = {}
+        for pattern in wanted:
+            if any(c in pattern for c in "*?["):
+                hits = [v for v in variants if fnmatch.fnmatchcase(v.name, pattern)]
+            elif pattern in self._variants:
+                hits = [self._variants[pattern]]
+            else:
+                hits = [v for v in variants if v.family == pattern]
+            if not hits:
+                names = [v.name for v in variants] + self.families()
+                hint = difflib.get_close_matches(pattern, names, n=1)
+                tip = f" (did you mean {hint[0]!r}?)" if hint else " (see `attnbench list`)"
+                raise UserError(f"no variant matches {pattern!r}{tip}")
+            chosen.update((v.name, v) for v in hits)
+        return [chosen[k] for k in sorted(chosen)]
+
+
+def _env_plugins() -> list[str]:
+    return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+
+
+REGISTRY = Registry()
+register = REGISTRY.register

@@ -1,0 +1,1 @@
+"""Tables (and, later, figures and HTML) from results. Reads only results records."""

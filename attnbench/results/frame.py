@@ -1,0 +1,68 @@
+"""Results as a pandas DataFrame: one row per record, case fields and metrics as columns."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnbench.errors import UserError
+from attnbench.results.store import read_records
+
+CASE_COLUMNS = [
+    "variant",
+    "params",
+    "batch",
+    "heads",
+    "seq_len",
+    "d_head",
+    "dtype",
+    "device",
+    "causal",
+    "mode",
+    "threads",
+]
+ENV_COLUMNS = ["device_name", "torch", "git_revision", "hostname"]
+
+
+def flatten(rec: dict[str, Any]) -> dict[str, Any]:
+    case = rec["case"]
+    row: dict[str, Any] = {
+        "case_id": rec["case_id"],
+        "label": rec.get("label", case.get("variant")),
+        "suite": rec.get("suite"),
+        "status": rec["status"],
+        "error": rec.get("error"),
+    }
+    row.update({k: case.get(k) for k in CASE_COLUMNS})
+    row["params"] = ",".join(f"{k}={v}" for k, v in sorted(case.get("params", {}).items()))
+    for k, v in (case.get("task") or {}).items():
+        row[f"task.{k}"] = v
+    for k, v in rec.get("metrics", {}).items():
+        if not isinstance(v, (dict, list)):
+            row[k] = v
+    row["flags"] = ",".join(rec.get("flags", []))
+    row["wall_s"] = rec.get("wall_s")
+    env = rec.get("env", {})
+    row.update({k: env.get(k) for k in ENV_COLUMNS})
+    return row
+
+
+def load_results(*paths: str | Path, on_warning: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Read one or more results files (JSON lines) into a DataFrame, one row per case.
+
+    Unreadable lines are skipped with a warning (`warnings.warn`, or `on_warning`); the rest
+    are kept. The last record of a case id wins, so a file extended by `--resume` reads as
+    one sweep.
+    """
+    if not paths:
+        raise UserError("load_results needs at least one results file")
+    say = on_warning or (lambda msg: warnings.warn(msg, stacklevel=3))
+    rows: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for rec in read_records(path, warn=say):
+            rows[rec["case_id"]] = flatten(rec)
+    return pd.DataFrame(list(rows.values()))

@@ -1,0 +1,81 @@
+"""Append-only JSON-lines results. Each record is written and flushed as its case finishes,
+so a killed sweep loses at most the case in flight and `--resume` skips what is done."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from attnbench.cases import Case
+from attnbench.errors import UserError
+
+SCHEMA = 1
+STATUSES = ("ok", "oom", "timeout", "crash", "unsupported", "error")
+
+
+def make_record(case: Case, outcome: dict[str, Any], suite: str) -> dict[str, Any]:
+    """One result: the case, its status, metrics and flags, and the environment it ran in."""
+    return {
+        "schema": SCHEMA,
+        "suite": suite,
+        "case_id": case.id,
+        "label": case.label,
+        "case": case.to_dict(),
+        "status": outcome["status"],
+        "error": outcome.get("error"),
+        "metrics": outcome.get("metrics", {}),
+        "flags": outcome.get("flags", []),
+        "env": outcome.get("env", {}),
+        "wall_s": outcome.get("wall_s"),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class ResultStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a line cut short by a kill: keep it apart from ours
+                    f.write(b"\n")
+            f.write(json.dumps(record, sort_keys=True, default=str).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def done_ids(self) -> set[str]:
+        if not self.path.exists():
+            return set()
+        return {r["case_id"] for r in read_records(self.path, warn=lambda msg: None)}
+
+
+def read_records(path: str | Path, *, warn: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Every readable record; a line that is not a result (cut short, edited, binary) is
+    skipped with a warning naming its line. A missing or unreadable file is a UserError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read results file {path}: {e.strerror or e}") from None
+    records = []
+    for lineno, raw in enumerate(data.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            warn(f"{path}:{lineno}: skipped a line that is not JSON")
+            continue
+        if not isinstance(rec, dict) or not {"case_id", "case", "status"} <= rec.keys():
+            warn(f"{path}:{lineno}: skipped a line that is not an attnbench result")
+            continue
+        records.append(rec)
+    return records

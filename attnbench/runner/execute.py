@@ -1,0 +1,186 @@
+"""One case, end to end, in the current process: build the variant and its inputs, warm up
+(compiling if it compiles), then time it, take its peak memory and its error against the
+float64 oracle. Every failure a case can have becomes a status; nothing here raises."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from attnbench import reference
+from attnbench.cases import Case
+from attnbench.env import case_env
+from attnbench.errors import Unsupported, UserError
+from attnbench.inputs import case_seed, make_qkv, randn, torch_dtype
+from attnbench.measure import compile_guard
+from attnbench.measure.calibrate import ceilings
+from attnbench.measure.memory import peak_bytes
+from attnbench.measure.numerics import error_vs_reference
+from attnbench.measure.settings import MeasureSettings
+from attnbench.measure.timing import Timing, time_fn
+from attnbench.registry import REGISTRY, Variant
+
+
+class Workload:
+    """One call of a variant on a case's inputs: forward, or forward and backward with a
+    random output gradient. `reset` (clearing gradients) is kept out of `call` so memory
+    measures only what the call allocates."""
+
+    def __init__(self, module: Variant, case: Case, seed: int) -> None:
+        self.module, self.causal = module, case.causal
+        dtype = torch_dtype(case.dtype)
+        self.q, self.k, self.v = make_qkv(case.shape, dtype=dtype, device=case.device, seed=seed)
+        self.backward = case.mode == "fwd+bwd"
+        if self.backward:
+            for t in (self.q, self.k, self.v):
+                t.requires_grad_(True)
+            self.dout = randn(tuple(self.q.shape), dtype=dtype, device=case.device, seed=seed + 3)
+
+    def reset(self) -> None:
+        if self.backward:
+            for t in (self.q, self.k, self.v, *self.module.parameters()):
+                t.grad = None
+
+    def call(self) -> None:
+        if self.backward:
+            self.module(self.q, self.k, self.v, causal=self.causal).backward(self.dout)
+        else:
+            with torch.no_grad():
+                self.module(self.q, self.k, self.v, causal=self.causal)
+
+    def run(self) -> None:
+        self.reset()
+        self.call()
+
+
+def execute(case: Case, settings: MeasureSettings | None = None) -> dict[str, Any]:
+    """Run `case` here; returns {status, error, metrics, flags, env, wall_s}."""
+    settings = settings or MeasureSettings()
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    flags: list[str] = []
+    status, error = "ok", None
+    try:
+        flags = _measure(case, settings, metrics)
+    except Unsupported as e:
+        status, error = "unsupported", str(e)
+    except (UserError, KeyError) as e:
+        status, error = "error", str(e)
+    except Exception as e:
+        status, error = ("oom" if is_oom(e) else "error"), one_line(e)
+        if status == "error":
+            metrics["traceback"] = traceback.format_exc(limit=8)[-4000:]
+    finally:
+        if case.device == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return {
+        "status": status,
+        "error": error,
+        "metrics": metrics,
+        "flags": flags,
+        "env": case_env(case.device),
+        "wall_s": round(time.perf_counter() - start, 3),
+    }
+
+
+def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> list[str]:
+    cls = REGISTRY.get(case.variant)
+    availability = cls.available(case.device)
+    if not availability:
+        raise Unsupported(availability.reason)
+    torch.set_num_threads(case.threads)
+    seed = case_seed(case)
+    torch.manual_seed(seed)  # parameters of learned variants
+    module = cls(heads=case.heads, d_head=case.d_head, **case.param_dict)
+    module.check(case)
+    module = module.to(device=case.device, dtype=torch_dtype(case.dtype))
+    work = Workload(module, case, seed)
+    if cls.compiled:
+        compile_guard.configure(settings.recompile_limit)
+    guard = compile_guard.CompileGuard()
+    guard.first_call(work.run)
+    flags: list[str] = []
+    with guard.stance():
+        for _ in range(settings.warmup):
+            work.run()
+        metrics["threads_used"] = torch.get_num_threads()
+        if cls.compiled:
+            metrics["compiles"] = guard.compiles_in_warmup
+        if "time" in settings.metrics:
+            with guard.timed():
+                timing = time_fn(
+                    work.run, device=case.device, threads=case.threads, min_run_time=settings.min_run_time
+                )
+            metrics.update(_speed_metrics(cls, case, timing, settings))
+            if timing.noisy:
+                flags.append("noisy")
+        if "memory" in settings.metrics:
+            work.reset()
+            with guard.timed():
+                metrics["peak_mem_bytes"] = peak_bytes(work.call, case.device)
+            metrics["mem_method"] = "cuda-max-allocated" if case.device == "cuda" else "cpu-profiler-exact"
+        if "error" in settings.metrics and cls.reference:
+            oracle = reference.get(cls.reference)
+            forward = lambda q, k, v: module(q, k, v, causal=case.causal)
+            metrics.update(
+                error_vs_reference(
+                    forward,
+                    oracle,
+                    work.q,
+                    work.k,
+                    work.v,
+                    causal=case.causal,
+                    grads=work.backward,
+                    rows=settings.error_rows,
+                    seed=seed,
+                )
+            )
+    flags = guard.flags + flags
+    metrics["valid"] = not guard.flags
+    d_dot = module.d_dot()
+    if d_dot is not None:
+        metrics["d_dot"] = d_dot
+    return flags
+
+
+def _speed_metrics(
+    cls: type[Variant], case: Case, timing: Timing, settings: MeasureSettings
+) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "latency_ms": timing.median_s * 1e3,
+        "latency_q25_ms": timing.q25_s * 1e3,
+        "latency_q75_ms": timing.q75_s * 1e3,
+        "latency_iqr_ms": timing.iqr_s * 1e3,
+        "latency_samples": timing.n,
+        "timer": timing.method,
+        "tokens_per_s": case.shape.tokens / timing.median_s,
+    }
+    flops = cls.flops(case.shape, causal=case.causal, mode=case.mode, params=case.param_dict)
+    itemsize = torch_dtype(case.dtype).itemsize
+    min_bytes = cls.min_bytes(case.shape, mode=case.mode, itemsize=itemsize)
+    if flops:
+        m["flops"] = flops
+        m["tflops"] = flops / timing.median_s / 1e12
+    if settings.calibrate:
+        ceil = ceilings(case.device, case.threads, (case.dtype,))
+        if ceil is not None:
+            if flops and ceil.matmul_flops.get(case.dtype):
+                m["pct_peak_flops"] = 100 * flops / timing.median_s / ceil.matmul_flops[case.dtype]
+            if ceil.copy_bytes_per_s:
+                m["pct_peak_bw"] = 100 * min_bytes / timing.median_s / ceil.copy_bytes_per_s
+    return m
+
+
+def is_oom(e: BaseException) -> bool:
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(e)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def one_line(e: BaseException) -> str:
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}"[:500]

@@ -1,0 +1,168 @@
+"""Executors run one case and return its outcome: `inline` in this process (fast, for tests
+and debugging), `subprocess` in a reused worker process, so an OOM, a crash or a hang
+becomes a status and the sweep goes on."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from attnbench.cases import Case
+from attnbench.env import case_env
+from attnbench.errors import UserError
+from attnbench.measure.settings import MeasureSettings
+from attnbench.runner.execute import execute
+from attnbench.runner.worker import worker_main
+
+STARTUP_TIMEOUT_S = 300.0
+
+
+class Executor(Protocol):
+    def run(self, case: Case) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+class InlineExecutor:
+    def __init__(self, settings: MeasureSettings) -> None:
+        self.settings = settings
+
+    def run(self, case: Case) -> dict[str, Any]:
+        return execute(case, self.settings)
+
+    def close(self) -> None:
+        pass
+
+
+class SubprocessExecutor:
+    """One worker process at a time, kept across cases. A case gets `timeout_s` seconds of
+    the worker's time (start-up not included); past it the worker is killed and replaced."""
+
+    def __init__(
+        self,
+        settings: MeasureSettings,
+        *,
+        timeout_s: float,
+        mem_limit: int | None = None,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.timeout_s = timeout_s
+        self.mem_limit = mem_limit
+        self.log_path = str(log_path) if log_path else None
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc = None
+        self._conn = None
+        self.starts = 0
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=worker_main,
+            daemon=True,
+            name="attnbench-worker",
+            args=(child, self.settings.to_dict(), self.mem_limit, self.log_path),
+        )
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        self.starts += 1
+        if not parent.poll(STARTUP_TIMEOUT_S):
+            self._kill()
+            raise UserError(f"the worker process did not start within {STARTUP_TIMEOUT_S:.0f} s")
+        try:
+            parent.recv()  # {"ready": pid}
+        except EOFError:
+            code = proc.exitcode
+            self._kill()
+            raise UserError(
+                f"the worker process died while starting (exit {code}); see {self.log_path}"
+            ) from None
+
+    def run(self, case: Case) -> dict[str, Any]:
+        if self._proc is None or not self._proc.is_alive():
+            self._start()
+        start = time.perf_counter()
+        try:
+            self._conn.send(case.to_dict())
+            if self._conn.poll(self.timeout_s):
+                return self._conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            return self._died(case, time.perf_counter() - start)
+        self._kill()
+        return _outcome(
+            case,
+            "timeout",
+            f"no result within {self.timeout_s:g} s; worker killed",
+            time.perf_counter() - start,
+        )
+
+    def _died(self, case: Case, wall_s: float) -> dict[str, Any]:
+        self._proc.join(timeout=10)
+        code = self._proc.exitcode
+        self._kill()
+        tail = self._log_tail()
+        if code is not None and code < 0:
+            sig = signal.Signals(-code).name
+            if sig == "SIGKILL":  # nobody but the kernel's OOM killer sends it to our worker
+                return _outcome(
+                    case, "oom", "worker killed by SIGKILL (the kernel's OOM killer)" + tail, wall_s
+                )
+            return _outcome(case, "crash", f"worker died of {sig}" + tail, wall_s)
+        return _outcome(case, "crash", f"worker exited with code {code}" + tail, wall_s)
+
+    def _log_tail(self) -> str:
+        """The worker log's last line, which often says why it died."""
+        try:
+            lines = [ln for ln in Path(self.log_path).read_text(errors="replace").splitlines() if ln.strip()]
+        except (OSError, TypeError):
+            return ""
+        return f"; log: {lines[-1][:200]}" if lines else ""
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            if self._proc.is_alive():
+                os.kill(self._proc.pid, signal.SIGKILL)
+            self._proc.join(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            try:
+                self._conn.send(None)
+                self._proc.join(timeout=10)
+            except (BrokenPipeError, OSError):
+                pass
+        self._kill()
+
+
+def _outcome(case: Case, status: str, error: str, wall_s: float) -> dict[str, Any]:
+    env = {**case_env(case.device), "threads": case.threads}
+    return {
+        "status": status,
+        "error": error,
+        "metrics": {},
+        "flags": [],
+        "env": env,
+        "wall_s": round(wall_s, 3),
+    }
+
+
+def make_executor(
+    kind: str,
+    settings: MeasureSettings,
+    *,
+    timeout_s: float,
+    mem_limit: int | None,
+    log_path: str | Path | None,
+) -> Executor:
+    if kind == "inline":
+        return InlineExecutor(settings)
+    if kind == "subprocess":
+        return SubprocessExecutor(settings, timeout_s=timeout_s, mem_limit=mem_limit, log_path=log_path)
+    raise UserError(f"unknown executor {kind!r} (choose inline or subprocess)")

@@ -1,0 +1,57 @@
+"""The worker process of the subprocess executor: receives cases over a pipe, runs each with
+`execute`, sends the outcome back. It is reused across cases; the parent replaces it only
+when it dies (crash, OOM kill) or hangs past the case's timeout."""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import warnings
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+def limit_memory(max_bytes: int | None) -> None:
+    """Cap the process's data segment (heap and anonymous mappings), so an allocation beyond
+    it fails with torch's "can't allocate memory" and is recorded `oom`, instead of the
+    kernel's OOM killer taking the machine's other processes with it. CPU only: CUDA
+    reserves vast address ranges."""
+    if max_bytes:
+        resource.setrlimit(resource.RLIMIT_DATA, (max_bytes, max_bytes))
+
+
+def redirect_output(log_path: str | None) -> None:
+    """Worker chatter (compiler warnings, library prints) goes to a log, not over the
+    progress bar."""
+    if log_path:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def worker_main(
+    conn: Connection, settings: dict[str, Any], mem_limit: int | None, log_path: str | None
+) -> None:
+    redirect_output(log_path)
+    limit_memory(mem_limit)
+    logging.getLogger("torch._dynamo").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="torch._dynamo")
+
+    from attnbench.cases import Case
+    from attnbench.measure.settings import MeasureSettings
+    from attnbench.registry import REGISTRY
+    from attnbench.runner.execute import execute
+
+    REGISTRY.discover()
+    measure = MeasureSettings.from_dict(settings)
+    conn.send({"ready": os.getpid()})
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        conn.send(execute(Case.from_dict(message), measure))

@@ -1,0 +1,286 @@
+"""Suite files (TOML) -> cases.
+
+A suite names the variants (exact names, globs such as `softmax.*`, or families), the sweep
+axes, per-variant parameter sweeps and limits, and how to measure::
+
+    [suite]
+    description = "softmax family vs sequence length, CPU"
+    timeout_s = 120          # per case; a hang past it is recorded `timeout`
+    budget_s = 600           # optional: stop after this long, finish later with --resume
+    min_run_time_s = 0.3     # timed seconds per case
+    metrics = ["time", "memory", "error"]
+    show = "latency_ms"      # the summary table's metric
+
+    [sweep]                  # or several [[sweep]] blocks, each its own product
+    variants = ["softmax"]
+    seq_len = [256, 512, 1024]
+    causal = [false, true]
+
+    [params."linear.dpfp"]   # sweep a variant's own parameters
+    nu = [1, 2, 3]
+
+    [limits."softmax.naive"] # bounds on any numeric axis, by name or glob
+    max_seq_len = 2048
+
+Every mistake is reported as one `UserError` naming the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import itertools
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnbench.cases import DEVICES, DTYPES, MODES, Case, freeze
+from attnbench.errors import UserError
+from attnbench.measure.settings import METRIC_GROUPS, MeasureSettings
+from attnbench.registry import REGISTRY, Registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SUITE_DIRS = (Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites")
+INT_AXES = ("batch", "heads", "seq_len", "d_head", "threads")
+AXES = ("variants", *INT_AXES, "dtype", "device", "causal", "mode")
+SUITE_KEYS = {
+    "description": str,
+    "timeout_s": (int, float),
+    "budget_s": (int, float),
+    "min_run_time_s": (int, float),
+    "metrics": list,
+    "show": str,
+    "warmup": int,
+    "error_rows": int,
+    "recompile_limit": int,
+    "calibrate": bool,
+}
+DEFAULT_AXES: dict[str, list[Any]] = {
+    "batch": [1],
+    "heads": [8],
+    "seq_len": [1024],
+    "d_head": [64],
+    "dtype": ["float32"],
+    "device": ["cpu"],
+    "causal": [False],
+    "mode": ["fwd"],
+}
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    description: str = ""
+    timeout_s: float = 300.0
+    budget_s: float | None = None
+    show: str = "latency_ms"
+    settings: MeasureSettings = field(default_factory=MeasureSettings)
+    sweeps: tuple[dict[str, list[Any]], ...] = ()
+    params: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    limits: dict[str, dict[str, float]] = field(default_factory=dict)
+    text: str = ""
+
+    def cases(
+        self, registry: Registry = REGISTRY, *, only: str | None = None, device: str | None = None
+    ) -> list[Case]:
+        """Expand the sweep. `only` narrows the variants (same pattern syntax), `device`
+        replaces the device axis."""
+        keep = {v.name for v in registry.select(only)} if only else None
+        out: dict[str, Case] = {}
+        for sweep in self.sweeps:
+            try:
+                variants = registry.select(sweep["variants"])
+            except UserError as e:
+                raise UserError(f"{self._where('variants')}: {e}") from None
+            axes = {k: sweep.get(k, DEFAULT_AXES.get(k)) for k in AXES if k != "variants"}
+            if device:
+                axes["device"] = [device]
+            for cls in variants:
+                if keep is not None and cls.name not in keep:
+                    continue
+                for params in self._param_grid(cls):
+                    for combo in itertools.product(*(axes[k] for k in AXES[1:])):
+                        case = Case(cls.name, freeze(params), **dict(zip(AXES[1:], combo, strict=True)))
+                        if self._within_limits(case):
+                            out.setdefault(case.id, case)
+        return list(out.values())
+
+    def _param_grid(self, cls) -> list[dict[str, Any]]:
+        swept = {}
+        for pattern, values in self.params.items():
+            if fnmatch.fnmatchcase(cls.name, pattern):
+                swept.update(values)
+        try:
+            cls.resolve_params({k: v[0] for k, v in swept.items()})
+        except UserError as e:
+            raise UserError(f"{self._where('params')}: {e}") from None
+        names = sorted(swept)
+        return [
+            cls.resolve_params(dict(zip(names, vals, strict=True)))
+            for vals in itertools.product(*(swept[n] for n in names))
+        ]
+
+    def _within_limits(self, case: Case) -> bool:
+        for pattern, bounds in self.limits.items():
+            if not fnmatch.fnmatchcase(case.variant, pattern):
+                continue
+            for key, bound in bounds.items():
+                kind, axis = key.split("_", 1)
+                value = getattr(case, axis)
+                if (kind == "max" and value > bound) or (kind == "min" and value < bound):
+                    return False
+        return True
+
+    def _where(self, key: str) -> str:
+        return f"{self.path}:{line_of(self.text, key)}"
+
+
+def line_of(text: str, key: str) -> int:
+    """Line number of the first line setting `key` (or opening table `[key]`), else 1."""
+    pattern = re.compile(rf'^\s*("{re.escape(key)}"|{re.escape(key)})\s*=|^\s*\[+\s*{re.escape(key)}[\].]')
+    for i, line in enumerate(text.splitlines(), 1):
+        if pattern.search(line):
+            return i
+    return 1
+
+
+def find_suite(name: str) -> Path:
+    path = Path(name)
+    if path.suffix == ".toml" or "/" in name:
+        if not path.is_file():
+            raise UserError(f"no suite file {name}")
+        return path
+    for folder in SUITE_DIRS:
+        if (folder / f"{name}.toml").is_file():
+            return folder / f"{name}.toml"
+    known = sorted({p.stem for d in SUITE_DIRS if d.is_dir() for p in d.glob("*.toml")})
+    hint = difflib.get_close_matches(name, known, n=1)
+    tip = f"did you mean {hint[0]!r}? " if hint else ""
+    raise UserError(f"no suite {name!r}; {tip}known suites: {', '.join(known) or 'none'}")
+
+
+def load_suite(name: str) -> Suite:
+    path = find_suite(name)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read suite file {path}: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        at = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        where = f"{path}:{at[1]}:{at[2]}" if at else str(path)
+        what = str(e)[: at.start()].strip() if at else str(e)
+        raise UserError(f"{where}: malformed TOML: {what}") from None
+    return parse_suite(data, path, text)
+
+
+def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
+    where = lambda key: f"{path}:{line_of(text, key)}"
+
+    def fail(key: str, msg: str) -> UserError:
+        return UserError(f"{where(key)}: {msg}")
+
+    unknown = set(data) - {"suite", "sweep", "params", "limits"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise fail(key, f"unknown table [{key}] (expected [suite], [sweep], [params], [limits])")
+    meta = data.get("suite", {})
+    for key, value in meta.items():
+        if key not in SUITE_KEYS:
+            raise fail(key, f"unknown key {key!r} in [suite]{_did_you_mean(key, SUITE_KEYS)}")
+        if not isinstance(value, SUITE_KEYS[key]) or isinstance(value, bool) != (SUITE_KEYS[key] is bool):
+            raise fail(key, f"[suite] {key} has the wrong type ({type(value).__name__})")
+    metrics = tuple(meta.get("metrics", METRIC_GROUPS))
+    bad = [m for m in metrics if m not in METRIC_GROUPS]
+    if bad:
+        raise fail("metrics", f"unknown metric group {bad[0]!r} (choose from {', '.join(METRIC_GROUPS)})")
+    settings = MeasureSettings(
+        metrics=metrics,
+        min_run_time=float(meta.get("min_run_time_s", 0.5)),
+        warmup=meta.get("warmup", 2),
+        error_rows=meta.get("error_rows", 128),
+        recompile_limit=meta.get("recompile_limit", 64),
+        calibrate=meta.get("calibrate", True),
+    )
+    raw = data.get("sweep")
+    if raw is None:
+        raise UserError(f"{path}: no [sweep] table: say which variants and shapes to run")
+    blocks = [raw] if isinstance(raw, dict) else raw
+    sweeps = tuple(_parse_sweep(b, fail) for b in blocks)
+    params = {}
+    for pattern, values in data.get("params", {}).items():
+        if not isinstance(values, dict):
+            raise fail(pattern, f"[params] {pattern!r} must be a table of parameter = [values]")
+        params[pattern] = {k: v if isinstance(v, list) else [v] for k, v in values.items()}
+    limits = {}
+    for pattern, bounds in data.get("limits", {}).items():
+        if not isinstance(bounds, dict):
+            raise fail(pattern, f"[limits] {pattern!r} must be a table such as {{ max_seq_len = 2048 }}")
+        for key, bound in bounds.items():
+            kind, _, axis = key.partition("_")
+            if kind not in ("max", "min") or axis not in INT_AXES:
+                raise fail(
+                    key, f"unknown limit {key!r}: use max_<axis> or min_<axis> for {', '.join(INT_AXES)}"
+                )
+            if not isinstance(bound, int) or isinstance(bound, bool):
+                raise fail(key, f"limit {key} must be an integer")
+        limits[pattern] = bounds
+    return Suite(
+        name=path.stem,
+        path=path,
+        description=meta.get("description", ""),
+        timeout_s=float(meta.get("timeout_s", 300)),
+        budget_s=meta.get("budget_s"),
+        show=meta.get("show", "latency_ms"),
+        settings=settings,
+        sweeps=sweeps,
+        params=params,
+        limits=limits,
+        text=text,
+    )
+
+
+def _parse_sweep(block: dict[str, Any], fail) -> dict[str, list[Any]]:
+    sweep: dict[str, list[Any]] = {}
+    for key, value in block.items():
+        if key not in AXES:
+            raise fail(key, f"unknown sweep axis {key!r}{_did_you_mean(key, AXES)}")
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise fail(key, f"sweep axis {key!r} is empty")
+        for v in values:
+            _check_axis_value(key, v, fail)
+        sweep[key] = values
+    if "variants" not in sweep:
+        raise fail("sweep", "[sweep] needs `variants` (names, globs such as 'softmax.*', or families)")
+    sweep.setdefault("threads", [torch.get_num_threads()])
+    return sweep
+
+
+def _check_axis_value(key: str, v: Any, fail) -> None:
+    if key in INT_AXES:
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise fail(key, f"{key} must be a positive integer, got {v!r}")
+    elif key == "causal":
+        if not isinstance(v, bool):
+            raise fail(key, f"causal must be true or false, got {v!r}")
+    else:
+        choices = {"dtype": DTYPES, "device": DEVICES, "mode": MODES, "variants": None}[key]
+        if not isinstance(v, str) or (choices and v not in choices):
+            allowed = f" (choose from {', '.join(choices)})" if choices else ""
+            raise fail(key, f"bad {key} {v!r}{allowed}")
+
+
+def _did_you_mean(key: str, options) -> str:
+    hint = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""

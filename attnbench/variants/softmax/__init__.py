@@ -1,0 +1,1 @@
+"""Exact softmax attention: the naive reference, SDPA pinned to each backend, FlexAttention."""

@@ -1,0 +1,70 @@
+"""softmax.flex: FlexAttention under torch.compile (inductor on CPU, Triton on GPU).
+
+Uncompiled, flex_attention falls back to an eager path that materialises every score, and
+torch.compile falls back to it silently once a function has been recompiled more than
+`recompile_limit` times. The variant declares `compiled = True`, so the harness's compile
+guard (attnbench.measure.compile_guard) counts compilations, turns a silent fall-back into a
+flagged one, and marks such a measurement invalid.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from attnbench.cases import Case
+from attnbench.errors import Unsupported
+from attnbench.registry import register
+from attnbench.variants.softmax.common import SoftmaxAttention
+
+
+@functools.cache
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _block_mask(n_q: int, n_k: int, device: str, causal: bool):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    offset = n_k - n_q
+    if causal:
+        mask_mod = lambda b, h, q, k: q + offset >= k
+    else:
+        mask_mod = lambda b, h, q, k: q >= 0
+    return create_block_mask(mask_mod, None, None, n_q, n_k, device=device)
+
+
+@register("softmax.flex")
+class FlexSoftmax(SoftmaxAttention):
+    """FlexAttention compiled with torch.compile; block mask for causal."""
+
+    compiled = True
+    dtypes = ("float32", "bfloat16", "float16")
+
+    @classmethod
+    def unavailable_reason(cls, device: str) -> str | None:
+        try:
+            import torch.nn.attention.flex_attention
+        except ImportError:
+            return f"torch {torch.__version__} has no FlexAttention"
+        if device == "cpu":
+            from torch._inductor import cpp_builder
+
+            try:
+                cpp_builder.get_cpp_compiler()
+            except Exception as e:  # inductor raises its own error types here
+                return f"inductor finds no C++ compiler for CPU kernels ({e})"
+        return None
+
+    def check(self, case: Case) -> None:
+        super().check(case)
+        if case.device == "cpu" and case.mode != "fwd":
+            raise Unsupported(f"FlexAttention has no CPU backward in torch {torch.__version__}")
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
+        block_mask = _block_mask(q.shape[-2], k.shape[-2], str(q.device), causal)
+        return _compiled_flex()(q, k, v, block_mask=block_mask)

@@ -1,0 +1,56 @@
+"""nox sessions. Each installs torch first from TORCH_SPEC (default: the CPU build pinned in
+the README; set e.g. TORCH_SPEC="torch" on a GPU machine), then attnbench with its extras.
+
+    nox -s tests      the default test run (CPU, under 10 minutes on 2 cores)
+    nox -s slow       tests marked slow
+    nox -s lint       ruff check and format check
+    nox -s bench      benchmarks: timing agreement with torch.utils.benchmark, isolation cost
+    nox -s gpu        tests marked gpu (on a CUDA machine)
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+TORCH_SPEC = os.environ.get("TORCH_SPEC", "torch==2.13.0")
+
+
+def install(session: nox.Session, extras: str = "dev") -> None:
+    session.install(TORCH_SPEC)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    install(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    install(session)
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    install(session, "dev,gpu")
+    session.run("pytest", "-m", "gpu", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    install(session)
+    session.run("python", "benchmarks/timing_agreement.py", *session.posargs)
+    session.run("python", "benchmarks/isolation_overhead.py")

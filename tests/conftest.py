@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests run on CPU; calibration and the compile cache write into a
+temporary directory, never the user's ~/.cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PLUGIN_DIR = Path(__file__).parent / "plugins"
+sys.path.insert(0, str(PLUGIN_DIR))
+# subprocess workers and CLI runs started by tests import the test-only variants too
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_DIR), os.environ.get("PYTHONPATH")) if p)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["ATTNBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("attnbench-cache"))
+
+
+@pytest.fixture
+def faulty_variants():
+    """Register the test-only variants that misbehave (OOM, crash, hang); remove them after."""
+    import attnbench_testing_variants as plugin
+
+    from attnbench.registry import PLUGINS_ENV, REGISTRY
+
+    REGISTRY.discover()
+    plugin.register_all()
+    old = os.environ.get(PLUGINS_ENV)
+    os.environ[PLUGINS_ENV] = "attnbench_testing_variants"
+    yield plugin
+    for name in plugin.NAMES:
+        REGISTRY.unregister(name)
+    if old is None:
+        os.environ.pop(PLUGINS_ENV, None)
+    else:
+        os.environ[PLUGINS_ENV] = old

@@ -1,0 +1,59 @@
+"""Test-only variants that misbehave on purpose, loaded as a plugin (ATTNBENCH_PLUGINS).
+
+`testing.oom` allocates far past the worker's memory cap, `testing.crash` kills its own
+process, `testing.hang` sleeps past any timeout; `testing.ok` is a correct variant that runs
+beside them. Registration happens on import, so a worker that imports this module as a
+plugin knows them; `register_all` re-registers them in the test process after a teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import torch
+
+from attnbench.registry import REGISTRY
+from attnbench.variants.softmax.common import SoftmaxAttention
+
+NAMES = ("testing.ok", "testing.oom", "testing.crash", "testing.hang")
+
+
+class Ok(SoftmaxAttention):
+    """Correct softmax attention through SDPA's math path."""
+
+    def forward(self, q, k, v, *, causal=False):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+class Oom(SoftmaxAttention):
+    """Allocates 64 GiB."""
+
+    def forward(self, q, k, v, *, causal=False):
+        waste = torch.ones(64 << 30, dtype=torch.uint8)
+        return q + waste[0]
+
+
+class Crash(SoftmaxAttention):
+    """Dies of SIGSEGV, as a broken extension would."""
+
+    def forward(self, q, k, v, *, causal=False):
+        os.kill(os.getpid(), signal.SIGSEGV)
+        return q
+
+
+class Hang(SoftmaxAttention):
+    """Never returns within a test's timeout."""
+
+    def forward(self, q, k, v, *, causal=False):
+        time.sleep(3600)
+        return q
+
+
+def register_all() -> None:
+    for name, cls in zip(NAMES, (Ok, Oom, Crash, Hang), strict=True):
+        REGISTRY.register(name)(cls)
+
+
+register_all()

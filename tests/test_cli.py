@@ -1,0 +1,115 @@
+"""The command line as a new user meets it: one line and exit 2 for every mistake."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnbench.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "attnbench", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_unknown_suite_is_one_line_and_exit_2():
+    assert "no suite 'nope'" in one_line_error(run_cli("run", "--suite", "nope"))
+
+
+def test_broken_suite_file_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sweep]\nvariants = ["softmax.naive"]\nseq_len = [0]\n')
+    line = one_line_error(run_cli("run", "--suite", str(bad)))
+    assert "bad.toml:3" in line and "seq_len" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run", "--suite", "ci", "--only", "softmax.nothing"),
+        ("run", "--suite", "ci", "--executor", "ray-ish"),
+        ("show", "missing.jsonl"),
+        ("list", "nothing.*"),
+        ("frobnicate",),
+    ],
+    ids=["only", "executor", "show-missing", "list", "command"],
+)
+def test_user_errors_are_one_line(args):
+    one_line_error(run_cli(*args))
+
+
+def test_list_json_describes_every_variant():
+    proc = run_cli("list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    naive = next(r for r in rows if r["name"] == "softmax.naive")
+    assert naive["available_cpu"] and naive["family"] == "softmax" and naive["recurrent"] is False
+    eff = next(r for r in rows if r["name"] == "softmax.sdpa_efficient")
+    assert not eff["available_cpu"] and eff["reason_cpu"]
+
+
+def test_list_table_shows_reasons():
+    proc = run_cli("list", "softmax.sdpa_*")
+    assert proc.returncode == 0 and "softmax.sdpa_efficient" in proc.stdout and "no:" in proc.stdout
+
+
+def test_run_writes_results_and_prints_a_table_then_show_exports(tmp_path, capsys):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(
+        '[suite]\ndescription = "tiny"\nmin_run_time_s = 0.05\ncalibrate = false\n'
+        '[sweep]\nvariants = ["softmax.naive", "softmax.sdpa_math"]\nseq_len = [32, 64]\n'
+        "heads = [2]\nd_head = [16]\nthreads = [1]\n"
+    )
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--suite", str(suite), "-o", str(out), "--executor", "inline"]) == 0
+    printed = capsys.readouterr().out
+    assert "softmax.naive" in printed and "N=64" in printed
+    assert len(out.read_text().splitlines()) == 4
+
+    assert main(["show", str(out), "--format", "csv", "--metric", "peak_mem_bytes"]) == 0
+    csv = capsys.readouterr().out.splitlines()
+    assert csv[0] == "label,N=32,N=64" and len(csv) == 3
+    assert main(["show", str(out), "--format", "md"]) == 0
+    assert "| softmax.naive" in capsys.readouterr().out
+
+
+def test_show_skips_corrupt_lines_with_a_warning_and_keeps_the_rest(tmp_path, capsys):
+    good = {
+        "case_id": "a",
+        "status": "ok",
+        "label": "softmax.naive",
+        "flags": [],
+        "case": {"variant": "softmax.naive", "seq_len": 64, "params": {}},
+        "metrics": {"latency_ms": 1.5},
+    }
+    path = tmp_path / "r.jsonl"
+    path.write_text(
+        json.dumps(good)
+        + "\n{not json\n"
+        + '{"unrelated": 1}\n'
+        + json.dumps({**good, "case_id": "b", "case": {**good["case"], "seq_len": 128}})[:-9]
+    )
+    assert main(["show", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "1.5" in captured.out
+    assert "r.jsonl:2" in captured.err and "r.jsonl:3" in captured.err and "r.jsonl:4" in captured.err
+
+
+def test_bad_metric_is_a_user_error(tmp_path):
+    assert main(["show", str(tmp_path / "none.jsonl"), "--metric", "speed"]) == 2

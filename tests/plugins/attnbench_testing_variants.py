@@ -1,9 +1,10 @@
 """Test-only variants that misbehave on purpose, loaded as a plugin (ATTNBENCH_PLUGINS).
 
 `testing.oom` allocates far past the worker's memory cap, `testing.crash` kills its own
-process, `testing.hang` sleeps past any timeout; `testing.ok` is a correct variant that runs
-beside them. Registration happens on import, so a worker that imports this module as a
-plugin knows them; `register_all` re-registers them in the test process after a teardown.
+process, `testing.hang` sleeps past any timeout, `testing.recompiles` recompiles on every
+call; `testing.ok` is a correct variant that runs beside them. Registration happens on
+import, so a worker that imports this module as a plugin knows them; `register_all`
+re-registers them in the test process after a teardown.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import torch
 
 from attnbench.registry import REGISTRY
 from attnbench.variants.softmax.common import SoftmaxAttention
-
-NAMES = ("testing.ok", "testing.oom", "testing.crash", "testing.hang")
 
 
 class Ok(SoftmaxAttention):
@@ -51,8 +50,38 @@ class Hang(SoftmaxAttention):
         return q
 
 
+_CALLS = [0]
+
+
+@torch.compile(backend="eager", dynamic=False)
+def _plus_nothing(x: torch.Tensor, n: int) -> torch.Tensor:
+    return x + 0 * n
+
+
+class Recompiles(SoftmaxAttention):
+    """Correct attention through a compiled no-op whose int argument changes every call:
+    dynamo specialises on it and recompiles each time, as a changing thread count would."""
+
+    compiled = True
+
+    def forward(self, q, k, v, *, causal=False):
+        _CALLS[0] += 1
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return _plus_nothing(out, _CALLS[0])
+
+
+VARIANTS = {
+    "testing.ok": Ok,
+    "testing.oom": Oom,
+    "testing.crash": Crash,
+    "testing.hang": Hang,
+    "testing.recompiles": Recompiles,
+}
+NAMES = tuple(VARIANTS)
+
+
 def register_all() -> None:
-    for name, cls in zip(NAMES, (Ok, Oom, Crash, Hang), strict=True):
+    for name, cls in VARIANTS.items():
         REGISTRY.register(name)(cls)
 
 

@@ -14,6 +14,7 @@ finished case (exit 130).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -85,6 +86,16 @@ def build_parser() -> Parser:
     p.add_argument("--metric", default="latency_ms", help=f"one of: {', '.join(METRICS)}")
     p.add_argument("--format", choices=["table", "csv", "md"], default="table", help="output format")
     p.add_argument("--all", action="store_true", help="also show variants that could not run at all")
+    p.add_argument(
+        "--plot", type=Path, metavar="FILE", help="also draw the metric against N (log-log) to FILE"
+    )
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COL=VALUE",
+        help="keep rows where a column has a value, e.g. --where mode=fwd (repeatable)",
+    )
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
@@ -177,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
     if args.timeout is not None:
-        suite = _replace(suite, timeout_s=args.timeout)
+        suite = dataclasses.replace(suite, timeout_s=args.timeout)
     show = metric(args.metric or suite.show).column
     cases = suite.cases(only=args.only, device=args.device)
     if not cases:
@@ -220,17 +231,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replace(suite, **changes):
-    from dataclasses import replace
-
-    return replace(suite, **changes)
-
-
 def cmd_show(args: argparse.Namespace) -> int:
     from attnbench.report.table import LEGEND, metric, pivot, rich_table, status_counts
     from attnbench.results import load_results
 
     df = load_results(*args.results, on_warning=lambda msg: err.print(f"[yellow]warning:[/] {escape(msg)}"))
+    df = _where(df, args.where)
     m = metric(args.metric)
     table = pivot(df, m.column, raw=args.format == "csv", unsupported=args.all)
     if args.format == "csv":
@@ -242,7 +248,25 @@ def cmd_show(args: argparse.Namespace) -> int:
         console.print(rich_table(table, m.title))
         console.print(f"[dim]{LEGEND}[/]")
         console.print(status_counts(df) + _unsupported_note(df, args.all))
+    if args.plot:
+        from attnbench.report.figures import plot_vs_seq_len
+
+        title = m.title.split(" (")[0] + (f" ({', '.join(args.where)})" if args.where else "")
+        err.print(f"figure: {plot_vs_seq_len(df, m.column, args.plot, title=title)}")
     return 0
+
+
+def _where(df, conditions: list[str]):
+    """Filter rows by COL=VALUE, comparing as text (so causal=True and seq_len=512 work)."""
+    for cond in conditions:
+        col, sep, value = cond.partition("=")
+        if not sep or col not in df:
+            known = ", ".join(c for c in df.columns if not c.startswith("latency_"))
+            raise UserError(f"--where {cond!r}: expected COL=VALUE with COL one of {known}")
+        df = df[df[col].astype(str) == value]
+    if df.empty:
+        raise UserError(f"no results match --where {' '.join(conditions)}")
+    return df
 
 
 def _unsupported_note(df, shown: bool) -> str:
@@ -264,9 +288,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     default = ("float32", "bfloat16", "float16") + (("float64",) if args.device == "cpu" else ())
     ceil = ceilings(args.device, threads, tuple(args.dtype or default), force=args.force)
     if args.json:
-        from dataclasses import asdict
-
-        print(json.dumps(asdict(ceil), indent=2))
+        print(json.dumps(dataclasses.asdict(ceil), indent=2))
         return 0
     table = Table(
         title=f"ceilings of {ceil.device_name} ({args.device}, {threads} threads)", title_justify="left"

@@ -85,4 +85,11 @@ def machine_env() -> dict[str, Any]:
 
 def case_env(device: str) -> dict[str, Any]:
     """The machine's environment plus what one case ran on: the device and the threads in use."""
-    return {**machine_env(), "device_name": device_name(device), "threads": torch.get_num_threads()}
+    from attnbench.measure.allocator import steady_cpu_allocator
+
+    return {
+        **machine_env(),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "cpu_allocator": steady_cpu_allocator(),
+    }

@@ -7,7 +7,7 @@ axes, per-variant parameter sweeps and limits, and how to measure::
     description = "softmax family vs sequence length, CPU"
     timeout_s = 120          # per case; a hang past it is recorded `timeout`
     budget_s = 600           # optional: stop after this long, finish later with --resume
-    min_run_time_s = 0.3     # timed seconds per case
+    min_run_time_s = 0.3     # timed seconds per case (at least min_samples = 7 samples)
     metrics = ["time", "memory", "error"]
     show = "latency_ms"      # the summary table's metric
 
@@ -59,6 +59,7 @@ SUITE_KEYS = {
     "metrics": list,
     "show": str,
     "warmup": int,
+    "min_samples": int,
     "error_rows": int,
     "recompile_limit": int,
     "calibrate": bool,
@@ -198,7 +199,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     for key, value in meta.items():
         if key not in SUITE_KEYS:
             raise fail(key, f"unknown key {key!r} in [suite]{_did_you_mean(key, SUITE_KEYS)}")
-        if not isinstance(value, SUITE_KEYS[key]) or isinstance(value, bool) != (SUITE_KEYS[key] is bool):
+        if not _has_type(value, SUITE_KEYS[key]):
             raise fail(key, f"[suite] {key} has the wrong type ({type(value).__name__})")
     metrics = tuple(meta.get("metrics", METRIC_GROUPS))
     bad = [m for m in metrics if m not in METRIC_GROUPS]
@@ -207,6 +208,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     settings = MeasureSettings(
         metrics=metrics,
         min_run_time=float(meta.get("min_run_time_s", 0.5)),
+        min_samples=meta.get("min_samples", 7),
         warmup=meta.get("warmup", 2),
         error_rows=meta.get("error_rows", 128),
         recompile_limit=meta.get("recompile_limit", 64),
@@ -248,6 +250,13 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         limits=limits,
         text=text,
     )
+
+
+def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:
+    """isinstance, except that TOML's true/false is not accepted as a number."""
+    if isinstance(value, bool):
+        return expected is bool
+    return isinstance(value, expected)
 
 
 def _parse_sweep(block: dict[str, Any], fail) -> dict[str, list[Any]]:

@@ -24,18 +24,18 @@ BOUNDS = {
 RUNNABLE = [v for v in REGISTRY.all() if v.reference and v.available("cpu")]
 
 
-def check_against_oracle(cls, *, batch, heads, seq_len, d_head, dtype, causal):
+def check_against_oracle(cls, *, batch, heads, seq_len, d_head, dtype, causal, device="cpu"):
     mode = "fwd+bwd" if "fwd+bwd" in cls.modes else "fwd"
-    case = Case(cls.name, (), batch, heads, seq_len, d_head, dtype, "cpu", causal, mode)
+    case = Case(cls.name, (), batch, heads, seq_len, d_head, dtype, device, causal, mode)
     module = cls(heads=heads, d_head=d_head)
     try:
         module.check(case)
     except Unsupported:
         mode = "fwd"
-        module.check(Case(cls.name, (), batch, heads, seq_len, d_head, dtype, "cpu", causal, mode))
-    module = module.to(getattr(torch, dtype))
+        module.check(Case(cls.name, (), batch, heads, seq_len, d_head, dtype, device, causal, mode))
+    module = module.to(device=device, dtype=getattr(torch, dtype))
     grads = mode == "fwd+bwd"
-    x64 = [torch.randn(batch, heads, seq_len, d_head, dtype=torch.float64) for _ in range(3)]
+    x64 = [torch.randn(batch, heads, seq_len, d_head, dtype=torch.float64, device=device) for _ in range(3)]
     x = [t.to(getattr(torch, dtype)).requires_grad_(grads) for t in x64]
     x64 = [t.to(getattr(torch, dtype)).double().requires_grad_(grads) for t in x64]  # same rounded inputs
     out = module(*x, causal=causal)
@@ -45,7 +45,7 @@ def check_against_oracle(cls, *, batch, heads, seq_len, d_head, dtype, causal):
     err = relative_error(out.detach(), ref.detach())
     assert err < fwd_bound, f"{cls.name} {dtype} causal={causal}: output error {err:.2e} ≥ {fwd_bound:.0e}"
     if grads:
-        g = torch.randn(ref.shape, dtype=torch.float64)
+        g = torch.randn(ref.shape, dtype=torch.float64, device=device)
         got = torch.autograd.grad(out, x, g.to(out.dtype))
         want = torch.autograd.grad(ref, x64, g.to(out.dtype).double())
         for name, a, b in zip("qkv", got, want, strict=True):

@@ -15,6 +15,7 @@ class MeasureSettings:
 
     metrics: tuple[str, ...] = METRIC_GROUPS
     min_run_time: float = 0.5  # seconds of timed calls per case (CPU); rep time on GPU
+    min_samples: int = 7  # timed samples at least, however slow the call (CPU)
     warmup: int = 2  # calls after the first (compiling) one, before timing
     error_rows: int = 128  # query rows sampled for the error against the oracle
     recompile_limit: int = 64  # torch.compile cache per function, sized for a sweep

@@ -87,7 +87,9 @@ def _time_cuda_events(fn: Callable[[], object], *, rep_ms: int) -> Timing:
     return Timing(q2, q1, q3, len(samples), "cuda-events", torch.get_num_threads())
 
 
-def time_fn(fn: Callable[[], object], *, device: str, threads: int, min_run_time: float = 0.5) -> Timing:
+def time_fn(
+    fn: Callable[[], object], *, device: str, threads: int, min_run_time: float = 0.5, min_samples: int = 7
+) -> Timing:
     if device == "cuda":
         return time_cuda(fn, rep_ms=max(25, int(min_run_time * 1e3)))
-    return time_cpu(fn, threads=threads, min_run_time=min_run_time)
+    return time_cpu(fn, threads=threads, min_run_time=min_run_time, min_samples=min_samples)

@@ -112,7 +112,11 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
         if "time" in settings.metrics:
             with guard.timed():
                 timing = time_fn(
-                    work.run, device=case.device, threads=case.threads, min_run_time=settings.min_run_time
+                    work.run,
+                    device=case.device,
+                    threads=case.threads,
+                    min_run_time=settings.min_run_time,
+                    min_samples=settings.min_samples,
                 )
             metrics.update(_speed_metrics(cls, case, timing, settings))
             if timing.noisy:

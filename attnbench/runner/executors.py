@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from attnbench.cases import Case
 from attnbench.env import case_env
 from attnbench.errors import UserError
+from attnbench.measure.allocator import steady_cpu_allocator
 from attnbench.measure.settings import MeasureSettings
 from attnbench.runner.execute import execute
 from attnbench.runner.worker import worker_main
@@ -29,6 +30,7 @@ class Executor(Protocol):
 class InlineExecutor:
     def __init__(self, settings: MeasureSettings) -> None:
         self.settings = settings
+        steady_cpu_allocator()
 
     def run(self, case: Case) -> dict[str, Any]:
         return execute(case, self.settings)

@@ -40,10 +40,12 @@ def worker_main(
     warnings.filterwarnings("ignore", module="torch._dynamo")
 
     from attnbench.cases import Case
+    from attnbench.measure.allocator import steady_cpu_allocator
     from attnbench.measure.settings import MeasureSettings
     from attnbench.registry import REGISTRY
     from attnbench.runner.execute import execute
 
+    steady_cpu_allocator()
     REGISTRY.discover()
     measure = MeasureSettings.from_dict(settings)
     conn.send({"ready": os.getpid()})

@@ -1,0 +1,75 @@
+"""Figures from results, drawn like the papers': a metric against sequence length on log-log
+axes, one line per variant (and per other varying axis), with the fitted scaling exponent in
+the legend and the device on the axis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from attnbench.errors import UserError
+from attnbench.report.table import ROW_AXES, hide_unsupported, metric
+
+
+def scaling_exponent(n: np.ndarray, y: np.ndarray) -> float | None:
+    """Slope of log y against log n over the longest half of the points (where the leading
+    term dominates): 2 for an N² cost, 1 for a linear one."""
+    if len(n) < 2:
+        return None
+    order = np.argsort(n)
+    n, y = np.log(n[order]), np.log(y[order])
+    tail = max(2, (len(n) + 1) // 2)
+    return float(np.polyfit(n[-tail:], y[-tail:], 1)[0])
+
+
+def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str | None = None) -> Path:
+    """Write a PNG or SVG (by suffix) of `name` against seq_len; returns the path."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = metric(name)
+    ok = hide_unsupported(df)
+    ok = ok[(ok["status"] == "ok") & ok[m.column].notna()] if m.column in ok else ok.iloc[0:0]
+    if ok.empty:
+        raise UserError(f"no ok results hold {name!r} to plot")
+    varying = [c for c in ROW_AXES[1:] if c in ok and ok[c].nunique(dropna=False) > 1]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for key, group in ok.groupby(["label", *varying], dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        group = group.sort_values("seq_len")
+        n, y = group["seq_len"].to_numpy(float), group[m.column].to_numpy(float) * m.scale
+        slope = scaling_exponent(n, y)
+        label = " ".join(
+            _axis_text(axis, value) for axis, value in zip(["label", *varying], key, strict=True)
+        )
+        ax.plot(n, y, marker="o", label=label + (f"  (∝N^{slope:.2f})" if slope is not None else ""))
+    devices = (
+        ", ".join(sorted(str(d) for d in ok["device_name"].dropna().unique())) if "device_name" in ok else ""
+    )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.set_xlabel(f"sequence length N  ({devices})" if devices else "sequence length N")
+    ax.set_ylabel(m.title.split(" (")[0])
+    ax.set_title(title or m.title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def _axis_text(axis: str, value) -> str:
+    if axis == "causal":
+        return "causal" if value else "full"
+    if axis in ("label", "mode", "dtype", "device"):
+        return str(value)
+    return f"{axis}={value}"

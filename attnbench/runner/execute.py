@@ -67,6 +67,8 @@ def execute(case: Case, settings: MeasureSettings | None = None) -> dict[str, An
         flags = _measure(case, settings, metrics)
     except Unsupported as e:
         status, error = "unsupported", str(e)
+    except NotImplementedError as e:  # the library itself says it cannot do this case
+        status, error = "unsupported", one_line(e)
     except (UserError, KeyError) as e:
         status, error = "error", str(e)
     except Exception as e:

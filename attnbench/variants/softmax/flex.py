@@ -52,12 +52,19 @@ class FlexSoftmax(SoftmaxAttention):
         except ImportError:
             return f"torch {torch.__version__} has no FlexAttention"
         if device == "cpu":
-            from torch._inductor import cpp_builder
-
             try:
+                from torch._inductor import cpp_builder
+
                 cpp_builder.get_cpp_compiler()
+            except ImportError:
+                pass  # inductor moved its helper: let the first compile tell
             except Exception as e:  # inductor raises its own error types here
                 return f"inductor finds no C++ compiler for CPU kernels ({e})"
+        if device == "cuda":
+            from torch.utils._triton import has_triton
+
+            if not has_triton():
+                return "FlexAttention on CUDA needs Triton (pip install triton)"
         return None
 
     def check(self, case: Case) -> None:

@@ -69,6 +69,7 @@ class Variant(nn.Module):
     compiled: ClassVar[bool] = False  # uses torch.compile: the harness guards recompilation
     reference: ClassVar[str] = ""  # key of its float64 oracle in attnbench.reference
     flops_formula: ClassVar[str] = ""  # the count `flops` implements, for `attnbench list`
+    error_scale: ClassVar[float] = 1.0  # its rounding error relative to a plain matmul path (tests)
 
     def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
         super().__init__()
@@ -100,6 +101,11 @@ class Variant(nn.Module):
         also reads q, k, v, o, dO and writes dq, dk, dv. Sets the memory-bound floor."""
         tensor = shape.batch * shape.heads * shape.seq_len * shape.d_head * itemsize
         return tensor * (4 if mode == "fwd" else 12)
+
+    def oracle_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for this variant's oracle beyond q, k, v, causal and rows: the
+        oracle's view of the variant's own parameters (a feature map, a learned β)."""
+        return {}
 
     def d_dot(self) -> int | None:
         """Size of the per-head state a query reads (fast-weight memory); None if unbounded."""

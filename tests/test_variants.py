@@ -3,6 +3,8 @@ backward, causal and not, on random shapes (fla-style relative error bound per d
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -24,9 +26,19 @@ BOUNDS = {
 RUNNABLE = [v for v in REGISTRY.all() if v.reference and v.available("cpu")]
 
 
+def gradient_error(actual: torch.Tensor, expected: torch.Tensor, scale: torch.Tensor) -> float:
+    """Relative error, the denominator floored at ‖scale‖ (the value gradient's norm, the
+    natural size of gradients through the layer): a gradient that is zero in exact arithmetic
+    (q and k at N = 1 under attention normalisation) has only rounding noise to compare."""
+    diff = (actual.double() - expected.double()).norm().item()
+    denom = max(expected.double().norm().item(), scale.double().norm().item())
+    return diff / denom if denom > 0 else diff
+
+
 def check_against_oracle(cls, *, batch, heads, seq_len, d_head, dtype, causal, device="cpu"):
     mode = "fwd+bwd" if "fwd+bwd" in cls.modes else "fwd"
     case = Case(cls.name, (), batch, heads, seq_len, d_head, dtype, device, causal, mode)
+    torch.manual_seed(zlib.crc32(repr((batch, heads, seq_len, d_head, dtype, causal)).encode()))
     module = cls(heads=heads, d_head=d_head)
     try:
         module.check(case)
@@ -39,9 +51,9 @@ def check_against_oracle(cls, *, batch, heads, seq_len, d_head, dtype, causal, d
     x = [t.to(getattr(torch, dtype)).requires_grad_(grads) for t in x64]
     x64 = [t.to(getattr(torch, dtype)).double().requires_grad_(grads) for t in x64]  # same rounded inputs
     out = module(*x, causal=causal)
-    ref = reference.get(cls.reference)(*x64, causal=causal)
+    ref = reference.get(cls.reference)(*x64, causal=causal, **module.oracle_kwargs())
     assert out.shape == ref.shape and out.dtype == x[0].dtype
-    fwd_bound, grad_bound = BOUNDS[dtype]
+    fwd_bound, grad_bound = (bound * cls.error_scale for bound in BOUNDS[dtype])
     err = relative_error(out.detach(), ref.detach())
     assert err < fwd_bound, f"{cls.name} {dtype} causal={causal}: output error {err:.2e} ≥ {fwd_bound:.0e}"
     if grads:
@@ -49,7 +61,7 @@ def check_against_oracle(cls, *, batch, heads, seq_len, d_head, dtype, causal, d
         got = torch.autograd.grad(out, x, g.to(out.dtype))
         want = torch.autograd.grad(ref, x64, g.to(out.dtype).double())
         for name, a, b in zip("qkv", got, want, strict=True):
-            e = relative_error(a, b)
+            e = gradient_error(a, b, want[2])
             assert e < grad_bound, (
                 f"{cls.name} {dtype} causal={causal}: d{name} error {e:.2e} ≥ {grad_bound:.0e}"
             )

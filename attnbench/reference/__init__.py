@@ -7,12 +7,14 @@ from collections.abc import Callable
 
 import torch
 
+from attnbench.reference.linear import linear_attention
 from attnbench.reference.softmax import softmax_attention
 
 Oracle = Callable[..., torch.Tensor]
 
 ORACLES: dict[str, Oracle] = {
     "softmax": softmax_attention,
+    "linear": linear_attention,
 }
 
 

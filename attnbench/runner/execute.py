@@ -4,6 +4,7 @@ float64 oracle. Every failure a case can have becomes a status; nothing here rai
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from typing import Any
@@ -129,7 +130,7 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
                 metrics["peak_mem_bytes"] = peak_bytes(work.call, case.device)
             metrics["mem_method"] = "cuda-max-allocated" if case.device == "cuda" else "cpu-profiler-exact"
         if "error" in settings.metrics and cls.reference:
-            oracle = reference.get(cls.reference)
+            oracle = functools.partial(reference.get(cls.reference), **module.oracle_kwargs())
             forward = lambda q, k, v: module(q, k, v, causal=case.causal)
             metrics.update(
                 error_vs_reference(

@@ -1,0 +1,130 @@
+"""Feature maps φ: (..., d_head) -> (..., d_dot), the kernel k(q, k) ≈ φ(q)·φ(k).
+
+Each is a module (FAVOR+ holds its random projection as a buffer, T2R its learned weights)
+with `d_dot`, the size of φ's output and so of the fast-weight memory's key side, and
+`nonnegative`, which attention and sum normalisation need.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FeatureMap(nn.Module):
+    nonnegative: bool = True
+
+    def __init__(self, d_head: int) -> None:
+        super().__init__()
+        self.d_head = d_head
+
+    @property
+    def d_dot(self) -> int:
+        return self.d_head
+
+    @property
+    def elementwise(self) -> str | None:
+        """Name of an elementwise map a fused kernel can apply itself (else None)."""
+        return None
+
+
+class Identity(FeatureMap):
+    """φ(x) = x: plain (unnormalised) linear attention, the reference point."""
+
+    nonnegative = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @property
+    def elementwise(self) -> str:
+        return "identity"
+
+
+class EluPlusOne(FeatureMap):
+    """φ(x) = elu(x) + 1 (Katharopoulos et al. 2020)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(x).add_(1)  # in place: elu's backward reads its input, not its output
+
+    @property
+    def elementwise(self) -> str:
+        return "elu"
+
+
+class DPFP(FeatureMap):
+    """Deterministic parameter-free projection (Schlag et al. 2021, eq. 34):
+    r = relu([x, −x]) and φ = [r ⊙ roll(r, 1), …, r ⊙ roll(r, ν)], so d_dot = 2·d·ν."""
+
+    def __init__(self, d_head: int, nu: int) -> None:
+        super().__init__(d_head)
+        if nu < 1:
+            raise ValueError(f"DPFP needs nu >= 1, got {nu}")
+        self.nu = nu
+
+    @property
+    def d_dot(self) -> int:
+        return 2 * self.d_head * self.nu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = F.relu(torch.cat([x, -x], dim=-1))
+        return torch.cat([r * r.roll(j, dims=-1) for j in range(1, self.nu + 1)], dim=-1)
+
+
+class Favor(FeatureMap):
+    """FAVOR+ positive random features for the softmax kernel exp(q·k/√d) (Choromanski et
+    al. 2021), in the ± ("hyperbolic") form the fast-weight paper uses:
+    φ(x) = exp(−‖x‖²/2) / √(2m) · [exp(Wx), exp(−Wx)], x scaled by d^(−1/4), so d_dot = 2m.
+
+    W's m rows are drawn in blocks of d orthogonal Gaussian directions with χ_d-distributed
+    norms. `redraw` draws a fresh W on every training-mode call (the paper's setting); by
+    default W is fixed, so a benchmark measures one function.
+    """
+
+    def __init__(self, d_head: int, m: int, redraw: bool = False, seed: int = 0) -> None:
+        super().__init__(d_head)
+        self.m, self.redraw = m, redraw
+        self._gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("proj", self.draw(), persistent=True)
+
+    @property
+    def d_dot(self) -> int:
+        return 2 * self.m
+
+    def draw(self) -> torch.Tensor:
+        d, blocks = self.d_head, []
+        for _ in range(math.ceil(self.m / d)):
+            q, _ = torch.linalg.qr(torch.randn(d, d, generator=self._gen, dtype=torch.float64))
+            blocks.append(q.T)
+        w = torch.cat(blocks)[: self.m]
+        norms = torch.randn(self.m, d, generator=self._gen, dtype=torch.float64).norm(dim=-1)
+        return (w * norms[:, None]).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.redraw and self.training:
+            self.proj = self.draw().to(self.proj)
+        x = x * self.d_head**-0.25
+        wx = x @ self.proj.to(x.dtype).T
+        base = -0.5 * (x * x).sum(-1, keepdim=True) - 0.5 * math.log(2 * self.m)
+        return torch.cat([torch.exp(wx + base), torch.exp(base - wx)], dim=-1)
+
+
+class T2R(FeatureMap):
+    """φ(x) = relu(W x + b) with k learned features (Kasai et al. 2021, "T2R")."""
+
+    def __init__(self, d_head: int, k: int) -> None:
+        super().__init__(d_head)
+        self.k = k
+        self.proj = nn.Linear(d_head, k)
+        nn.init.normal_(self.proj.weight, std=d_head**-0.5)
+        nn.init.uniform_(self.proj.bias, 0.0, 0.1)
+
+    @property
+    def d_dot(self) -> int:
+        return self.k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(F.linear(x, self.proj.weight.to(x.dtype), self.proj.bias.to(x.dtype)))

@@ -1,0 +1,196 @@
+"""`LinearAttention`: a feature map, an update rule and a normalisation, in one of three forms.
+
+Parameters (sweepable, each a separate row in results): `rule` (sum | delta), `norm`
+(none | attn | sum), `form` (chunk | parallel | recurrent), `chunk` (the chunk length C).
+β for the delta rule is passed to `forward(..., beta=)` as (B, H, N) in (0, 1), or produced by
+the layer: β = σ(k·w_h + b_h), a learned vector per head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from attnbench.cases import Case, Shape
+from attnbench.errors import Unsupported, UserError
+from attnbench.registry import Variant
+from attnbench.variants.linear import forms
+from attnbench.variants.linear.feature_maps import FeatureMap
+
+RULES = ("sum", "delta")
+NORMS = ("none", "attn", "sum")
+FORMS = ("chunk", "parallel", "recurrent")
+
+
+class LinearAttention(Variant):
+    family: ClassVar[str] = "linear"
+    reference: ClassVar[str] = "linear"
+    recurrent: ClassVar[bool] = True
+    base_params: ClassVar[dict[str, Any]] = {"rule": "sum", "norm": "attn", "form": "chunk", "chunk": 64}
+    params: ClassVar[Mapping[str, Any]] = base_params
+    flops_formula: ClassVar[str] = (
+        "the matmul work of the form, masked halves included; per token and head, F=d_dot: "
+        "chunk C: 2C(F+D) + 4FD (delta: C(5F+3D) + 6FD) over N rounded up to C; parallel: C=N without "
+        "the FD terms; recurrent 4FD (delta 6FD); non-causal 4FD; +2F with attn norm; + φ; fwd+bwd 3×"
+    )
+
+    def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
+        super().__init__(heads=heads, d_head=d_head, **params)
+        p = self.hparams
+        for key, allowed in (("rule", RULES), ("norm", NORMS), ("form", FORMS)):
+            if p[key] not in allowed:
+                raise UserError(f"{self.name}: {key} must be one of {', '.join(allowed)}, not {p[key]!r}")
+        if int(p["chunk"]) < 1:
+            raise UserError(f"{self.name}: chunk must be a positive length, not {p['chunk']!r}")
+        self.rule, self.norm, self.form, self.chunk = p["rule"], p["norm"], p["form"], int(p["chunk"])
+        self.feature_map = self.make_feature_map(d_head, p)
+        if self.rule == "delta":
+            self.beta_weight = nn.Parameter(torch.randn(heads, d_head) * d_head**-0.5)
+            self.beta_bias = nn.Parameter(torch.zeros(heads))
+
+    # --- what a subclass provides ------------------------------------------------------------
+    @classmethod
+    def make_feature_map(cls, d_head: int, params: Mapping[str, Any]) -> FeatureMap:
+        raise NotImplementedError
+
+    @classmethod
+    def feature_flops(cls, d_head: int, params: Mapping[str, Any]) -> int:
+        """FLOPs of φ on one token (matmul maps only; elementwise maps count 0)."""
+        return 0
+
+    # --- metadata ------------------------------------------------------------------------------
+    def d_dot(self) -> int:
+        return self.feature_map.d_dot
+
+    @classmethod
+    def dims(cls, d_head: int, params: Mapping[str, Any]) -> int:
+        return cls.make_feature_map(d_head, params).d_dot
+
+    @classmethod
+    def flops(cls, shape: Shape, *, causal: bool, mode: str, params: Mapping[str, Any]) -> int:
+        """FLOPs the chosen form computes (what FlopCounterMode sees for the chunk and parallel
+        forms): the chunked form multiplies whole C×C blocks, masked half included, and pads N
+        up to a multiple of C; the parallel form is one chunk of length N."""
+        p = {**cls.params, **params}
+        f, d, n = cls.dims(shape.d_head, p), shape.d_head, shape.seq_len
+        delta = p["rule"] == "delta"
+        tokens = n
+        if not causal:
+            per_token = 4 * f * d
+        elif p["form"] == "recurrent":
+            per_token = (6 if delta else 4) * f * d
+        else:
+            c, state = (n, 0) if p["form"] == "parallel" else (int(p["chunk"]), (6 if delta else 4) * f * d)
+            tokens = -(-n // c) * c
+            per_token = (c * (5 * f + 3 * d) if delta else 2 * c * (f + d)) + state
+        if p["norm"] == "attn" and not (causal and p["form"] == "parallel"):
+            per_token += 2 * f  # the denominators' φ(q)·z
+        fwd = shape.batch * shape.heads * (tokens * per_token + 2 * n * cls.feature_flops(d, p))
+        return fwd if mode == "fwd" else 3 * fwd
+
+    def check(self, case: Case) -> None:
+        super().check(case)
+        if self.rule == "delta" and not case.causal:
+            raise Unsupported("the delta rule is sequential: it has a causal form only")
+        if self.norm != "none" and not self.feature_map.nonnegative:
+            raise Unsupported(f"{self.norm} normalisation needs a non-negative feature map")
+        if self.form == "parallel" and case.seq_len > 16384:
+            raise Unsupported("the parallel form holds N×N scores: limited to N ≤ 16384")
+
+    # --- computation ---------------------------------------------------------------------------
+    def features(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        phi_q, phi_k = self.feature_map(q), self.feature_map(k)
+        if self.norm == "sum":
+            phi_q = phi_q / (phi_q.sum(-1, keepdim=True) + forms.EPS)
+            phi_k = phi_k / (phi_k.sum(-1, keepdim=True) + forms.EPS)
+        return phi_q, phi_k
+
+    def learned_beta(self, k: torch.Tensor) -> torch.Tensor:
+        """β = σ(k·w_h + b_h) for raw keys k (..., H, N, D) -> (..., H, N)."""
+        logits = (k * self.beta_weight.unsqueeze(-2)).sum(-1) + self.beta_bias.unsqueeze(-1)
+        return torch.sigmoid(logits)
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        causal: bool = False,
+        beta: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if q.dtype in (torch.float16, torch.bfloat16):
+            # as fused kernels do: features, scores and memory in float32, the output cast back
+            out = self.forward(q.float(), k.float(), v.float(), causal=causal, beta=beta)
+            return out.to(q.dtype)
+        phi_q, phi_k = self.features(q, k)
+        normalize = self.norm == "attn"
+        if self.rule == "delta":
+            if not causal:
+                raise Unsupported("the delta rule is sequential: it has a causal form only")
+            beta = self.learned_beta(k) if beta is None else beta
+        elif beta is not None:
+            raise UserError("beta is an input of the delta rule only")
+        if not causal:
+            return forms.global_sum(phi_q, phi_k, v, normalize=normalize)
+        if self.form == "parallel":
+            return forms.parallel(phi_q, phi_k, v, normalize=normalize, beta=beta)
+        if self.form == "recurrent":
+            return self.scan(phi_q, phi_k, v, beta, normalize)
+        if beta is None:
+            return forms.chunk_sum(phi_q, phi_k, v, normalize=normalize, chunk=self.chunk)
+        return forms.chunk_delta(phi_q, phi_k, v, beta, normalize=normalize, chunk=self.chunk)
+
+    def scan(self, phi_q, phi_k, v, beta, normalize: bool) -> torch.Tensor:
+        state = forms.init_state(*v.shape[:2], phi_k.shape[-1], v.shape[-1], device=v.device, dtype=v.dtype)
+        outs = []
+        for t in range(v.shape[2]):
+            b = None if beta is None else beta[:, :, t]
+            out, state = forms.step(
+                state, phi_q[:, :, t], phi_k[:, :, t], v[:, :, t], normalize=normalize, beta=b
+            )
+            outs.append(out)
+        return torch.stack(outs, 2)
+
+    # --- recurrent form (decoding) ---------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> Any:
+        return forms.init_state(batch, self.heads, self.d_dot(), self.d_head, device=device, dtype=dtype)
+
+    def step(
+        self,
+        state: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        beta: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, Any]:
+        """One token per sequence: q, k, v (B, H, D) -> output (B, H, D) and the new state."""
+        phi_q, phi_k = self.features(q, k)
+        if self.rule == "delta" and beta is None:
+            beta = self.learned_beta(k.unsqueeze(-2)).squeeze(-1)
+        return forms.step(state, phi_q, phi_k, v, normalize=self.norm == "attn", beta=beta)
+
+    # --- the float64 oracle's inputs ------------------------------------------------------------
+    def oracle_kwargs(self) -> dict[str, Any]:
+        """The oracle recomputes φ and β in float64 from float64 copies of this layer's
+        parameters, taken when it is called (after any FAVOR+ redraw)."""
+
+        def phi(x: torch.Tensor) -> torch.Tensor:
+            fm = self.feature_map
+            tensors = {n: t.detach().double() for n, t in (*fm.named_parameters(), *fm.named_buffers())}
+            was_training = fm.training
+            fm.eval()  # no FAVOR+ redraw: the oracle uses the features the layer just used
+            try:
+                return torch.func.functional_call(fm, tensors, (x,))
+            finally:
+                fm.train(was_training)
+
+        kwargs: dict[str, Any] = {"feature_map": phi, "rule": self.rule, "norm": self.norm}
+        if self.rule == "delta":
+            w, b = self.beta_weight.detach().double(), self.beta_bias.detach().double()
+            kwargs["beta"] = lambda k: torch.sigmoid((k * w.unsqueeze(-2)).sum(-1) + b.unsqueeze(-1))
+        return kwargs

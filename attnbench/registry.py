@@ -177,7 +177,7 @@ class Registry:
                 raise ValueError(f"variant {name!r} registered twice: {existing} and {cls}")
             cls.name = name
             cls.family = family or cls.__dict__.get("family") or name.split(".", 1)[0]
-            if not cls.description:
+            if not cls.__dict__.get("description"):
                 cls.description = (cls.__doc__ or "").strip().split("\n", 1)[0]
             self._variants[name] = cls
             return cls

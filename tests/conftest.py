@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # Triton kernels run on CPU in its interpreter; it must be set before triton is imported
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 PLUGIN_DIR = Path(__file__).parent / "plugins"
 sys.path.insert(0, str(PLUGIN_DIR))

@@ -4,7 +4,7 @@ the README; set e.g. TORCH_SPEC="torch" on a GPU machine), then attnbench with i
     nox -s tests      the default test run (CPU, under 10 minutes on 2 cores)
     nox -s slow       tests marked slow
     nox -s lint       ruff check and format check
-    nox -s bench      benchmarks: timing agreement with torch.utils.benchmark, isolation cost
+    nox -s bench      benchmarks: timing agreement, isolation cost, linear vs softmax speed
     nox -s gpu        tests marked gpu (on a CUDA machine)
 """
 
@@ -54,3 +54,4 @@ def bench(session: nox.Session) -> None:
     install(session)
     session.run("python", "benchmarks/timing_agreement.py", *session.posargs)
     session.run("python", "benchmarks/isolation_overhead.py")
+    session.run("python", "benchmarks/linear_speed.py")

@@ -125,10 +125,12 @@ class Suite:
         except UserError as e:
             raise UserError(f"{self._where('params')}: {e}") from None
         names = sorted(swept)
-        return [
-            cls.resolve_params(dict(zip(names, vals, strict=True)))
-            for vals in itertools.product(*(swept[n] for n in names))
-        ]
+        grid = [dict(zip(names, vals, strict=True)) for vals in itertools.product(*(swept[n] for n in names))]
+        for params in grid:
+            cls.resolve_params(params)  # an unknown name fails here, naming the suite file
+        # only what the suite sets: a row reads `linear.dpfp[nu=2]`, not every default; the
+        # resolved set is recorded with each result (metrics.resolved_params)
+        return grid
 
     def _within_limits(self, case: Case) -> bool:
         for pattern, bounds in self.limits.items():

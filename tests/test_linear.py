@@ -238,15 +238,18 @@ def test_learned_parts_are_trained():
 @pytest.mark.parametrize("rule", ["sum", "delta"])
 @pytest.mark.parametrize("form", ["chunk", "parallel"])
 def test_flop_formula_matches_flop_counter(name, rule, form):
-    """The formula counts the form's matmuls exactly; FlopCounterMode does not count the
-    triangular solve of the delta rule's UT transform, C²·(F + D) per chunk."""
+    """The formula counts the form's matmuls exactly. FlopCounterMode misses two of them: the
+    triangular solve of the delta rule's UT transform (C²·(F + D) per chunk) and the in-place
+    baddbmm_ that adds the inter-chunk reads (2·F·D per token of the chunked form)."""
     shape, params = Shape(2, 3, 96, 16), {"rule": rule, "form": form, "chunk": 64}
     module = REGISTRY.get(name)(heads=3, d_head=16, **params)
     counter = FlopCounterMode(display=False)
     with counter:
         module(*qkv(b=2, h=3, n=96, dtype=torch.float32), causal=True)
     formula = module.flops(shape, causal=True, mode="fwd", params=params)
-    if rule == "delta":
-        c = 96 if form == "parallel" else 64
-        formula -= 2 * 3 * (-(-96 // c) * c) * c * (module.d_dot() + 16)
-    assert formula == counter.get_total_flops()
+    c = 96 if form == "parallel" else 64
+    padded = 2 * 3 * (-(-96 // c) * c)  # batch · heads · tokens rounded up to the chunk
+    unseen = padded * c * (module.d_dot() + 16) if rule == "delta" else 0
+    if form == "chunk":
+        unseen += padded * 2 * module.d_dot() * 16
+    assert formula - unseen == counter.get_total_flops()

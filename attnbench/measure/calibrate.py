@@ -2,9 +2,9 @@
 device and with the thread count a case uses. Cached per machine, so `% of peak` in a result
 means the same on a laptop and on an H100.
 
-CPU: a 2048² matmul and a 256 MiB copy timed with torch.utils.benchmark at the case's thread
-count. GPU: an 8192² matmul and a 1 GiB copy timed with triton.testing.do_bench. Copy
-bandwidth counts bytes read plus bytes written.
+CPU: a 2048² matmul (smaller for a dtype without fast kernels) and a 256 MiB copy timed with
+torch.utils.benchmark at the case's thread count. GPU: an 8192² matmul and a 1 GiB copy
+timed with triton.testing.do_bench. Copy bandwidth counts bytes read plus bytes written.
 """
 
 from __future__ import annotations
@@ -48,10 +48,20 @@ def machine_key(device: str, threads: int) -> str:
 
 
 def measure_matmul(device: str, dtype: str, threads: int) -> float:
+    """Dense matmul rate. The size adapts to the rate a 512² probe shows, so a dtype the CPU
+    has no fast kernel for (fp16 on many x86 CPUs: ~2 GFLOP/s) costs seconds, not minutes."""
     n = 8192 if device == "cuda" else 2048
+    if device == "cpu":
+        probe = _matmul_rate(device, dtype, threads, 512, min_run_time=0.05)
+        while n > 512 and 2 * n**3 / probe > 0.05:  # aim at ≤ 50 ms a call
+            n //= 2
+    return _matmul_rate(device, dtype, threads, n, min_run_time=0.3)
+
+
+def _matmul_rate(device: str, dtype: str, threads: int, n: int, *, min_run_time: float) -> float:
     a = torch.randn(n, n, device=device).to(getattr(torch, dtype))
     b = torch.randn(n, n, device=device).to(getattr(torch, dtype))
-    timing = time_fn(lambda: torch.mm(a, b), device=device, threads=threads, min_run_time=0.3)
+    timing = time_fn(lambda: torch.mm(a, b), device=device, threads=threads, min_run_time=min_run_time)
     return 2 * n**3 / timing.median_s
 
 

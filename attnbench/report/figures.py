@@ -39,7 +39,11 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
         raise UserError(f"no ok results hold {name!r} to plot")
     varying = [c for c in ROW_AXES[1:] if c in ok and ok[c].nunique(dropna=False) > 1]
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for key, group in ok.groupby(["label", *varying], dropna=False, sort=True):
+    groups = list(ok.groupby(["label", *varying], dropna=False, sort=True))
+    colors = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
+    families = sorted({str(k if isinstance(k, str) else k[0]).split(".")[0] for k, _ in groups})
+    styles = ["-", "--", ":", "-."]  # one per family, so a colour repeat still reads apart
+    for i, (key, group) in enumerate(groups):
         key = key if isinstance(key, tuple) else (key,)
         group = group.sort_values("seq_len")
         n, y = group["seq_len"].to_numpy(float), group[m.column].to_numpy(float) * m.scale
@@ -47,7 +51,15 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
         label = " ".join(
             _axis_text(axis, value) for axis, value in zip(["label", *varying], key, strict=True)
         )
-        ax.plot(n, y, marker="o", label=label + (f"  (∝N^{slope:.2f})" if slope is not None else ""))
+        style = styles[families.index(str(key[0]).split(".")[0]) % len(styles)]
+        ax.plot(
+            n,
+            y,
+            style,
+            color=colors[i % len(colors)],
+            marker="o",
+            label=label + (f"  (∝N^{slope:.2f})" if slope is not None else ""),
+        )
     devices = (
         ", ".join(sorted(str(d) for d in ok["device_name"].dropna().unique())) if "device_name" in ok else ""
     )

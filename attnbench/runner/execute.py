@@ -99,6 +99,7 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
     torch.manual_seed(seed)  # parameters of learned variants
     module = cls(heads=case.heads, d_head=case.d_head, **case.param_dict)
     module.check(case)
+    metrics["resolved_params"] = dict(module.hparams)  # defaults included: what this row ran
     module = module.to(device=case.device, dtype=torch_dtype(case.dtype))
     work = Workload(module, case, seed)
     if cls.compiled:

@@ -34,7 +34,7 @@ class LinearAttention(Variant):
     flops_formula: ClassVar[str] = (
         "the matmul work of the form, masked halves included; per token and head, F=d_dot: "
         "chunk C: 2C(F+D) + 4FD (delta: C(5F+3D) + 6FD) over N rounded up to C; parallel: C=N without "
-        "the FD terms; recurrent 4FD (delta 6FD); non-causal 4FD; +2F with attn norm; + φ; fwd+bwd 3×"
+        "the FD terms; recurrent 4FD (delta 6FD); non-causal 4FD (+2F with attn norm); + φ; fwd+bwd 3×"
     )
 
     def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
@@ -86,8 +86,8 @@ class LinearAttention(Variant):
             c, state = (n, 0) if p["form"] == "parallel" else (int(p["chunk"]), (6 if delta else 4) * f * d)
             tokens = -(-n // c) * c
             per_token = (c * (5 * f + 3 * d) if delta else 2 * c * (f + d)) + state
-        if p["norm"] == "attn" and not (causal and p["form"] == "parallel"):
-            per_token += 2 * f  # the denominators' φ(q)·z
+        if p["norm"] == "attn" and not causal:
+            per_token += 2 * f  # the denominators' φ(q)·z (elementwise in the causal forms)
         fwd = shape.batch * shape.heads * (tokens * per_token + 2 * n * cls.feature_flops(d, p))
         return fwd if mode == "fwd" else 3 * fwd
 

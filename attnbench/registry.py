@@ -102,6 +102,11 @@ class Variant(nn.Module):
         tensor = shape.batch * shape.heads * shape.seq_len * shape.d_head * itemsize
         return tensor * (4 if mode == "fwd" else 12)
 
+    @classmethod
+    def density(cls, seq_len: int, *, causal: bool, params: Mapping[str, Any]) -> float | None:
+        """Share of the (query, key) pairs of full attention it computes; None when dense."""
+        return None
+
     def oracle_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for this variant's oracle beyond q, k, v, causal and rows: the
         oracle's view of the variant's own parameters (a feature map, a learned β)."""

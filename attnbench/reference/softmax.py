@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+
+Pattern = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (rows[:, None], keys[None, :]) -> bool
 
 
 def softmax_attention(
@@ -15,14 +18,16 @@ def softmax_attention(
     causal: bool = False,
     scale: float | None = None,
     rows: torch.Tensor | None = None,
+    allowed: Pattern | None = None,
     block: int = 1024,
 ) -> torch.Tensor:
     """softmax(q kᵀ · scale + mask) v, computed in float64.
 
     q, k, v: (B, H, N, D). `rows` (1-D positions) restricts the output to those query rows,
     so errors at long N can be checked on a sample at O(len(rows)·N) cost; causal masking uses
-    the rows' true positions. Queries are processed `block` rows at a time, so no N×N tensor
-    is built. Returns (B, H, len(rows) or N, D) in float64.
+    the rows' true positions. `allowed` restricts each query to a pattern of keys (the oracle of
+    the sparse family, registered as "masked_softmax"). Queries are processed `block` rows at a
+    time, so no N×N tensor is built. Returns (B, H, len(rows) or N, D) in float64.
     """
     q, k, v = (t.to(torch.float64) for t in (q, k, v))
     n_q = q.shape[-2]
@@ -35,5 +40,7 @@ def softmax_attention(
         scores = q[..., pos, :] @ k.transpose(-2, -1) * scale  # (B, H, b, N)
         if causal:
             scores = scores.masked_fill(key_pos[None, :] > pos[:, None], float("-inf"))
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed(pos[:, None], key_pos[None, :]), float("-inf"))
         outs.append(torch.softmax(scores, dim=-1) @ v)
     return torch.cat(outs, dim=-2)

@@ -18,14 +18,15 @@ class SparseAttention(Variant):
     flops_formula: ClassVar[str] = "4·B·H·D per allowed (query, key) pair; fwd+bwd 3×"
 
     @classmethod
-    def allowed(cls, params: Mapping[str, Any]):
-        """The pattern: (query positions [:, None], key positions [None, :]) -> bool."""
+    def allowed(cls, params: Mapping[str, Any], *, n: int, device: str | torch.device = "cpu"):
+        """The pattern at length n: (query positions [:, None], key positions [None, :]) ->
+        bool; elementwise tensor ops only, so FlexAttention can trace it as a mask_mod."""
         raise NotImplementedError
 
     @classmethod
     def pairs(cls, seq_len: int, *, causal: bool, params: Mapping[str, Any]) -> int:
         """Allowed (query, key) pairs at this length, counted row by row (O(N) memory)."""
-        allowed = cls.allowed({**cls.params, **params})
+        allowed = cls.allowed({**cls.params, **params}, n=seq_len)
         keys = torch.arange(seq_len)
         total = 0
         for start in range(0, seq_len, 1024):
@@ -54,23 +55,5 @@ class SparseAttention(Variant):
         return fwd if mode == "fwd" else 3 * fwd
 
     def oracle_kwargs(self) -> dict[str, Any]:
-        return {"allowed": self.allowed(self.hparams)}
-
-
-class LocalWindow(SparseAttention):
-    """Sliding window of `window` keys: causal j ∈ (i − w, i]; non-causal |i − j| < w."""
-
-    params: ClassVar[Mapping[str, Any]] = {"window": 256}
-
-    @classmethod
-    def allowed(cls, params: Mapping[str, Any]):
-        w = int(params["window"])
-        return lambda i, j: (i - j).abs() < w
-
-    @classmethod
-    def pairs(cls, seq_len: int, *, causal: bool, params: Mapping[str, Any]) -> int:
-        w, n = int({**cls.params, **params}["window"]), seq_len
-        i = torch.arange(n)
-        left = i.clamp(max=w - 1)  # keys before i inside the window
-        right = (n - 1 - i).clamp(max=w - 1)
-        return int((left + 1).sum()) if causal else int((left + right + 1).sum())
+        # the oracle passes every key position, so the length is the keys' extent
+        return {"allowed": lambda i, j: self.allowed(self.hparams, n=j.shape[-1], device=j.device)(i, j)}

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from attnbench.errors import UserError
 from attnbench.registry import register
-from attnbench.variants.sparse.common import LocalWindow
+from attnbench.variants.sparse.patterns import LocalWindow
 
 
 def local_window_attention(
@@ -35,6 +35,15 @@ def local_window_attention(
 
 
 def _local_window(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window: int, causal: bool):
+    _, total, out = local_window_parts(q, k, v, window=window, causal=causal)
+    return out / total
+
+
+def local_window_parts(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window: int, causal: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The window's softmax in parts, per query: the row maximum m (B, H, N, 1), Σ exp(s − m)
+    (B, H, N, 1) and Σ exp(s − m)·v (B, H, N, D), so another key set can be merged in."""
     b, h, n, d = q.shape
     w = window
     blocks = -(-n // w)
@@ -51,9 +60,12 @@ def _local_window(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, window: 
     band = (offset >= 0) & (offset < w) if causal else offset.abs() < w
     key_pos = torch.arange(blocks, device=q.device)[:, None, None] * w - w + c  # absolute j
     ok = band & (key_pos >= 0) & (key_pos < n)  # (blocks, w, span)
-    probs = torch.softmax(scores.masked_fill(~ok, float("-inf")), dim=-1)
-    out = torch.matmul(probs, vw.transpose(-1, -2))  # (B, H, blocks, w, D)
-    return out.reshape(b, h, blocks * w, d)[:, :, :n]
+    scores = scores.masked_fill(~ok, float("-inf"))
+    top = scores.amax(-1, keepdim=True)  # finite: a query always reads itself
+    weights = torch.exp(scores - top)
+    out = torch.matmul(weights, vw.transpose(-1, -2))  # (B, H, blocks, w, D)
+    parts = (top, weights.sum(-1, keepdim=True), out)
+    return tuple(x.reshape(b, h, blocks * w, x.shape[-1])[:, :, :n] for x in parts)
 
 
 @register("sparse.local")

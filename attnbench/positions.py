@@ -103,9 +103,17 @@ def alibi_slopes(heads: int) -> torch.Tensor:
     return torch.cat([torch.tensor(power_of_two(below)), extra])
 
 
-def alibi_bias(heads: int, n_q: int, n_k: int, *, device=None) -> torch.Tensor:
+def query_positions(n_q: int, n_k: int, q_pos: torch.Tensor | None, device=None) -> torch.Tensor:
+    """Positions of the queries: given, or the last n_q of the n_k keys (a column vector)."""
+    pos = torch.arange(n_k - n_q, n_k, device=device) if q_pos is None else q_pos.to(device)
+    return pos[:, None]
+
+
+def alibi_bias(
+    heads: int, n_q: int, n_k: int, *, device=None, q_pos: torch.Tensor | None = None
+) -> torch.Tensor:
     """(H, n_q, n_k): −m_h·|i − j| (causal masking removes j > i; the paper's form is −m·(i − j))."""
-    i = torch.arange(n_k - n_q, n_k, device=device)[:, None]
+    i = query_positions(n_q, n_k, q_pos, device)
     j = torch.arange(n_k, device=device)[None, :]
     return -alibi_slopes(heads).to(device)[:, None, None] * (i - j).abs()
 
@@ -139,8 +147,8 @@ class T5Bias(nn.Module):
         self.buckets, self.max_distance, self.bidirectional = buckets, max_distance, bidirectional
         self.table = nn.Parameter(torch.randn(buckets, heads) * 0.1)
 
-    def forward(self, n_q: int, n_k: int) -> torch.Tensor:
-        i = torch.arange(n_k - n_q, n_k, device=self.table.device)[:, None]
+    def forward(self, n_q: int, n_k: int, q_pos: torch.Tensor | None = None) -> torch.Tensor:
+        i = query_positions(n_q, n_k, q_pos, self.table.device)
         j = torch.arange(n_k, device=self.table.device)[None, :]
         b = t5_bucket(
             j - i, bidirectional=self.bidirectional, buckets=self.buckets, max_distance=self.max_distance
@@ -156,10 +164,10 @@ class ShawRelative(nn.Module):
         self.max_distance = max_distance
         self.table = nn.Parameter(torch.randn(2 * max_distance + 1, d_head) * d_head**-0.5)
 
-    def forward(self, q: torch.Tensor, n_k: int) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, n_k: int, q_pos: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, n_q, n_k) bias from q (B, H, n_q, D)."""
         n_q = q.shape[-2]
-        i = torch.arange(n_k - n_q, n_k, device=q.device)[:, None]
+        i = query_positions(n_q, n_k, q_pos, q.device)
         j = torch.arange(n_k, device=q.device)[None, :]
         idx = (j - i).clamp(-self.max_distance, self.max_distance) + self.max_distance
         qa = q @ self.table.to(q.dtype).T  # (B, H, n_q, 2R + 1)

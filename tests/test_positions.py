@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from attnbench.cases import Case
 from attnbench.errors import Unsupported, UserError
 from attnbench.measure.numerics import relative_error
+from attnbench.measure.settings import MeasureSettings
 from attnbench.positions import (
     SCHEMES,
     LearnedAbsolute,
@@ -24,6 +26,8 @@ from attnbench.positions import (
     t5_bucket,
     table_score_mod,
 )
+from attnbench.registry import REGISTRY
+from attnbench.runner.execute import execute
 
 
 def test_rope_preserves_norms_and_scores_depend_only_on_the_offset():
@@ -119,3 +123,56 @@ def test_a_bias_gives_the_same_attention_through_naive_sdpa_and_flex(scheme):
     block_mask = create_block_mask(lambda b_, h_, i, j: j <= i, None, None, n, n, device="cpu")
     flex = torch.compile(flex_attention, dynamic=False)
     assert relative_error(flex(q, k, v, score_mod=score_mod, block_mask=block_mask), expected) < 1e-5
+
+
+EAGER_SOFTMAX = ["softmax.naive", "softmax.sdpa", "softmax.sdpa_math", "softmax.sdpa_flash"]
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+@pytest.mark.parametrize("name", EAGER_SOFTMAX)
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "full"])
+def test_softmax_variants_with_each_scheme_match_the_float64_oracle(name, scheme, causal):
+    """Every scheme composes with every eager softmax path: outputs and gradients agree with
+    the oracle applying the same scheme in float64 (learned tables copied)."""
+    from attnbench import reference
+
+    torch.manual_seed(0)
+    module = REGISTRY.get(name)(heads=3, d_head=16, position=scheme)
+    try:
+        module.check(Case(name, (("position", scheme),), 2, 3, 70, 16, causal=causal, mode="fwd+bwd"))
+    except Unsupported as e:
+        pytest.skip(str(e))
+    x = [torch.randn(2, 3, 70, 16, requires_grad=True) for _ in range(3)]
+    x64 = [t.detach().double().requires_grad_(True) for t in x]
+    out = module(*x, causal=causal)
+    ref = reference.get("softmax")(*x64, causal=causal, **module.oracle_kwargs())
+    assert relative_error(out, ref) < 1e-5
+    g = torch.randn(ref.shape, dtype=torch.float64)
+    got = torch.autograd.grad(out, x, g.float())
+    want = torch.autograd.grad(ref, x64, g)
+    for a, b in zip(got, want, strict=True):
+        assert relative_error(a, b) < 1e-4
+
+
+def test_flex_applies_alibi_as_a_score_mod():
+    from attnbench import reference
+
+    torch.manual_seed(0)
+    module = REGISTRY.get("softmax.flex")(heads=4, d_head=32, position="alibi")
+    q, k, v = (torch.randn(1, 4, 128, 32) for _ in range(3))
+    ref = reference.get("softmax")(q, k, v, causal=True, **module.oracle_kwargs())
+    assert relative_error(module(q, k, v, causal=True), ref) < 1e-5
+
+
+def test_unsupported_pairings_are_recorded_not_raised():
+    """A scheme a path cannot apply, or a learned table too short, becomes a status."""
+    settings = MeasureSettings(metrics=("error",))
+    for scheme in ("relative", "t5"):
+        result = execute(Case("softmax.flex", (("position", scheme),), 1, 2, 64, 16, causal=True), settings)
+        assert result["status"] == "unsupported" and "score_mod" in result["error"]
+    learned = execute(
+        Case("softmax.naive", (("position", "learned"),), 1, 2, 5000, 16, causal=True), settings
+    )
+    assert learned["status"] == "unsupported" and "4096" in learned["error"]
+    ok = execute(Case("softmax.sdpa", (("position", "alibi"),), 1, 2, 300, 16, causal=True), settings)
+    assert ok["status"] == "ok" and ok["metrics"]["rel_err"] < 1e-5

@@ -19,7 +19,7 @@ class FlashAttnPackage(SoftmaxAttention):
     def unavailable_reason(cls, device: str) -> str | None:
         return missing_package("flash_attn", "flash-attn")
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
+    def attend(self, q, k, v, *, causal: bool, bias: torch.Tensor | None) -> torch.Tensor:
         from flash_attn import flash_attn_func
 
         # flash-attn takes (B, N, H, D)

@@ -19,7 +19,7 @@ class XFormersMemoryEfficient(SoftmaxAttention):
     def unavailable_reason(cls, device: str) -> str | None:
         return missing_package("xformers", "xformers")
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
+    def attend(self, q, k, v, *, causal: bool, bias: torch.Tensor | None) -> torch.Tensor:
         import xformers.ops as xops
 
         bias = xops.LowerTriangularMask() if causal else None

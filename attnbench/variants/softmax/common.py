@@ -1,4 +1,6 @@
-"""What every exact-softmax implementation shares: its oracle and its FLOP count."""
+"""What every exact-softmax implementation shares: its oracle, its FLOP count, and the
+positional scheme (`position` parameter, see `attnbench.positions`) applied around its
+kernel: embeddings added to q and k, RoPE rotating them, or a score bias handed to `attend`."""
 
 from __future__ import annotations
 
@@ -6,7 +8,12 @@ import importlib.util
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from attnbench.cases import Shape
+import torch
+from torch import nn
+
+from attnbench import positions
+from attnbench.cases import Case, Shape
+from attnbench.errors import UserError
 from attnbench.registry import Variant
 
 
@@ -14,6 +21,26 @@ class SoftmaxAttention(Variant):
     family: ClassVar[str] = "softmax"
     reference: ClassVar[str] = "softmax"
     flops_formula: ClassVar[str] = "4·B·H·N²·D; causal ½; fwd+bwd 3×"
+    params: ClassVar[Mapping[str, Any]] = {"position": "none"}
+    takes_bias: ClassVar[bool] = False  # its `attend` can add a score bias (bias schemes)
+    bias_as_tensor: ClassVar[bool] = True  # False: `attend` applies the scheme itself (score_mod)
+
+    max_len: ClassVar[int] = 4096  # the learned absolute table's length
+    max_relative: ClassVar[int] = 64  # Shaw et al.'s clipping distance R
+
+    def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
+        super().__init__(heads=heads, d_head=d_head, **params)
+        self.position = self.hparams["position"]
+        if self.position not in positions.SCHEMES:
+            known = ", ".join(positions.SCHEMES)
+            raise UserError(f"{self.name}: unknown position {self.position!r} (known: {known})")
+        self.scheme = positions.SCHEMES[self.position]
+        if self.position == "learned":
+            self.learned = positions.LearnedAbsolute(self.max_len, d_head)
+        elif self.position == "t5":
+            self.t5 = positions.T5Bias(heads)
+        elif self.position == "relative":
+            self.shaw = positions.ShawRelative(d_head, self.max_relative)
 
     @classmethod
     def flops(cls, shape: Shape, *, causal: bool, mode: str, params: Mapping[str, Any]) -> int:
@@ -21,12 +48,86 @@ class SoftmaxAttention(Variant):
 
         Causal counts half (the useful work, as FlashAttention's benchmarks do). fwd+bwd is
         3× fwd: the backward's four matmuls (dV, dP, dQ, dK) without recomputation, so every
-        implementation is credited the same work whatever it recomputes.
+        implementation is credited the same work whatever it recomputes. Positional schemes
+        are not counted (their cost shows in the time).
         """
         fwd = 4 * shape.batch * shape.heads * shape.seq_len * shape.seq_len * shape.d_head
         if causal:
             fwd //= 2
         return fwd if mode == "fwd" else 3 * fwd
+
+    def check(self, case: Case) -> None:
+        super().check(case)
+        positions.check_pairing(self.position, family=self.family, takes_bias=self.takes_bias)
+        if self.position == "learned" and case.seq_len > self.max_len:
+            positions.LearnedAbsolute.forward(self.learned, case.seq_len)  # raises Unsupported
+
+    # --- the positional scheme around the kernel -------------------------------------------------
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
+        q, k = self.place(q, k)
+        bias = None
+        if self.scheme.applies == "bias" and self.bias_as_tensor:
+            bias = self.score_bias(q, k.shape[-2])
+        return self.attend(q, k, v, causal=causal, bias=bias)
+
+    def place(self, q: torch.Tensor, k: torch.Tensor, modules: Mapping[str, nn.Module] | None = None):
+        """Apply an embedding or rotation scheme to q and k (queries are the last n_q keys)."""
+        n_q, n_k = q.shape[-2], k.shape[-2]
+        if self.position == "rope":
+            pos = torch.arange(n_k, device=q.device)
+            return positions.rope(q, pos[n_k - n_q :]), positions.rope(k, pos)
+        if self.scheme.applies == "embedding":
+            if self.position == "sinusoidal":
+                table = positions.sinusoidal(n_k, q.shape[-1]).to(q)
+            else:
+                table = (modules or {}).get("learned", self.learned)(n_k).to(q.dtype)
+            return q + table[n_k - n_q :], k + table
+        return q, k
+
+    def score_bias(
+        self,
+        q: torch.Tensor,
+        n_k: int,
+        modules: Mapping[str, nn.Module] | None = None,
+        q_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The scheme's additive score term, (H, n_q, n_k) or (B, H, n_q, n_k), for queries at
+        `q_pos` (default: the last n_q of the keys)."""
+        n_q = q.shape[-2]
+        if self.position == "alibi":
+            return positions.alibi_bias(self.heads, n_q, n_k, device=q.device, q_pos=q_pos).to(q.dtype)
+        if self.position == "t5":
+            return (modules or {}).get("t5", self.t5)(n_q, n_k, q_pos).to(q.dtype)
+        return (modules or {}).get("shaw", self.shaw)(q, n_k, q_pos)
+
+    def attend(self, q, k, v, *, causal: bool, bias: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def oracle_kwargs(self) -> dict[str, Any]:
+        """The float64 oracle applies the same scheme with float64 copies of its parameters."""
+        if self.position == "none":
+            return {}
+        learned = {
+            name: _float64(getattr(self, name)) for name in ("learned", "t5", "shaw") if hasattr(self, name)
+        }
+
+        def prepare(q64: torch.Tensor, k64: torch.Tensor):
+            q64, k64 = self.place(q64, k64, learned)
+            if self.scheme.applies != "bias":
+                return q64, k64, None
+            n_k = k64.shape[-2]
+            return q64, k64, lambda rows: self.score_bias(q64[..., rows, :], n_k, learned, q_pos=rows)
+
+        return {"prepare": prepare}
+
+
+def _float64(module: nn.Module) -> nn.Module:
+    import copy
+
+    clone = copy.deepcopy(module).double()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
 
 
 def missing_package(module: str, pip_name: str) -> str | None:

@@ -13,6 +13,7 @@ import functools
 
 import torch
 
+from attnbench import positions
 from attnbench.cases import Case
 from attnbench.errors import Unsupported
 from attnbench.registry import register
@@ -67,11 +68,31 @@ class FlexSoftmax(SoftmaxAttention):
                 return "FlexAttention on CUDA needs Triton (pip install triton)"
         return None
 
+    takes_bias = True  # as a score_mod: ALiBi (computed in the kernel, no N×N table)
+    bias_as_tensor = False
+
     def check(self, case: Case) -> None:
         super().check(case)
         if case.device == "cpu" and case.mode != "fwd":
             raise Unsupported(f"FlexAttention has no CPU backward in torch {torch.__version__}")
+        if self.position == "relative":
+            raise Unsupported("Shaw relative positions need q·a(j − i), which a score_mod cannot see")
+        if self.position == "t5":
+            raise Unsupported(
+                f"T5's distance bucketing fails to compile inside a score_mod (torch {torch.__version__})"
+            )
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
+    def score_mod(self, device: torch.device):
+        """One function per module and device, so the compiled kernel is reused call after call."""
+        cache = self.__dict__.setdefault("_score_mods", {})
+        if device not in cache:
+            alibi = self.position == "alibi"
+            cache[device] = positions.alibi_score_mod(self.heads, device=device) if alibi else None
+        return cache[device]
+
+    def attend(self, q, k, v, *, causal: bool, bias: torch.Tensor | None) -> torch.Tensor:
         block_mask = _block_mask(q.shape[-2], k.shape[-2], str(q.device), causal)
-        return _compiled_flex()(q, k, v, block_mask=block_mask)
+        score_mod = self.score_mod(q.device)
+        if score_mod is None:
+            return _compiled_flex()(q, k, v, block_mask=block_mask)
+        return _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask)

@@ -20,12 +20,19 @@ from attnbench.variants.softmax.common import SoftmaxAttention
 
 class _SDPA(SoftmaxAttention):
     backend: ClassVar[SDPBackend | None] = None
+    takes_bias = True  # as a float attn_mask
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
-        if self.backend is None:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        with sdpa_kernel(self.backend):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    def attend(self, q, k, v, *, causal: bool, bias: torch.Tensor | None) -> torch.Tensor:
+        mask = None
+        if bias is not None:
+            n_q, n_k = q.shape[-2], k.shape[-2]
+            mask = bias if bias.dim() == 4 else bias.unsqueeze(0)  # fused kernels take 2-D or 4-D masks
+            if causal:
+                future = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).triu_(n_k - n_q + 1)
+                mask = mask.masked_fill(future, float("-inf"))
+            causal = False
+        with sdpa_kernel(self.backend) if self.backend is not None else contextlib.nullcontext():
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str | None:
@@ -34,29 +41,46 @@ class _SDPA(SoftmaxAttention):
 
     def check(self, case: Case) -> None:
         super().check(case)
-        reason = _probe(self.backend, case.device, case.dtype, case.d_head, case.causal, case.mode != "fwd")
+        grad = case.mode != "fwd"
+        mask = None if self.scheme.applies != "bias" else "learned" if self.position != "alibi" else "fixed"
+        reason = _probe(self.backend, case.device, case.dtype, case.d_head, case.causal, grad, mask)
         if reason:
             raise Unsupported(reason)
 
 
 @functools.cache
 def _probe(
-    backend: SDPBackend | None, device: str, dtype: str, d_head: int, causal: bool, grad: bool
+    backend: SDPBackend | None,
+    device: str,
+    dtype: str,
+    d_head: int,
+    causal: bool,
+    grad: bool,
+    mask_kind: str | None = None,
 ) -> str | None:
-    """Run a tiny call pinned to `backend`: the only reliable way to know torch can run it here."""
+    """Run a tiny call pinned to `backend`: the only reliable way to know torch can run it here.
+    `mask_kind`: a float attn_mask as bias schemes pass it, "fixed" or "learned" (needing a
+    gradient in fwd+bwd, which some fused kernels refuse)."""
     x = torch.randn(1, 2, 16, d_head, device=device, dtype=getattr(torch, dtype), requires_grad=grad)
+    masked = mask_kind is not None
+    mask = torch.zeros(16, 16, device=device, dtype=x.dtype) if masked else None
+    if mask is not None and grad and mask_kind == "learned":
+        mask.requires_grad_(True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             with sdpa_kernel(backend) if backend is not None else contextlib.nullcontext():
-                out = F.scaled_dot_product_attention(x, x, x, is_causal=causal)
+                out = F.scaled_dot_product_attention(x, x, x, attn_mask=mask, is_causal=causal and not masked)
                 if grad:
                     out.sum().backward()
         except (RuntimeError, NotImplementedError):
             why = [str(w.message).split("\n")[0] for w in caught if "kernel not used" in str(w.message)]
             name = backend.name.lower().replace("_attention", "") if backend is not None else "default"
             detail = f" ({why[0]})" if why else ""
-            return f"torch {torch.__version__} has no {name} SDPA kernel for {device} {dtype}{detail}"
+            with_mask = f" with a {mask_kind} float mask" if masked else ""
+            return (
+                f"torch {torch.__version__} has no {name} SDPA kernel{with_mask} for {device} {dtype}{detail}"
+            )
     return None
 
 

@@ -70,6 +70,7 @@ class Variant(nn.Module):
     reference: ClassVar[str] = ""  # key of its float64 oracle in attnbench.reference
     flops_formula: ClassVar[str] = ""  # the count `flops` implements, for `attnbench list`
     error_scale: ClassVar[float] = 1.0  # its rounding error relative to a plain matmul path (tests)
+    approximates: ClassVar[bool] = False  # approximates its oracle (rel_err is its approximation error)
 
     def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
         super().__init__()

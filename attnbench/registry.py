@@ -108,6 +108,10 @@ class Variant(nn.Module):
         """Share of the (query, key) pairs of full attention it computes; None when dense."""
         return None
 
+    def cache_bytes(self, shape: Shape, itemsize: int) -> int | None:
+        """Bytes of state it carries between segments or decoding steps (a K/V cache); None if none."""
+        return None
+
     def oracle_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for this variant's oracle beyond q, k, v, causal and rows: the
         oracle's view of the variant's own parameters (a feature map, a learned β)."""

@@ -151,6 +151,9 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
     d_dot = module.d_dot()
     if d_dot is not None:
         metrics["d_dot"] = d_dot
+    cache = module.cache_bytes(case.shape, torch_dtype(case.dtype).itemsize)
+    if cache is not None:
+        metrics["cache_bytes"] = cache
     density = cls.density(case.seq_len, causal=case.causal, params=module.hparams)
     if density is not None:
         metrics["density"] = density

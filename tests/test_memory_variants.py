@@ -31,18 +31,21 @@ def qkv(n: int, grads: bool = False):
     ]
 
 
-@pytest.mark.parametrize(("n", "segment", "memory"), [(1, 4, 4), (37, 8, 8), (100, 16, 5), (50, 7, 20)])
-def test_xl_matches_its_oracle_with_gradients(n, segment, memory):
-    module = xl(segment, memory)
+def assert_matches_oracle(module, n: int) -> None:
+    """Outputs and gradients equal the variant's float64 oracle to rounding."""
     q, k, v = qkv(n, grads=True)
     out = module(q, k, v, causal=True)
-    ref = reference.get("masked_softmax")(q, k, v, causal=True, **module.oracle_kwargs())
+    ref = reference.get(module.reference)(q, k, v, causal=True, **module.oracle_kwargs())
     assert relative_error(out, ref) < 1e-12
     g = torch.randn_like(out)
-    for a, b in zip(
-        torch.autograd.grad(out, (q, k, v), g), torch.autograd.grad(ref, (q, k, v), g), strict=True
-    ):
+    got, want = torch.autograd.grad(out, (q, k, v), g), torch.autograd.grad(ref, (q, k, v), g)
+    for a, b in zip(got, want, strict=True):
         assert relative_error(a, b) < 1e-10
+
+
+@pytest.mark.parametrize(("n", "segment", "memory"), [(1, 4, 4), (37, 8, 8), (100, 16, 5), (50, 7, 20)])
+def test_xl_matches_its_oracle_with_gradients(n, segment, memory):
+    assert_matches_oracle(xl(segment, memory), n)
 
 
 def test_one_segment_without_position_terms_is_causal_softmax():
@@ -75,3 +78,47 @@ def test_cache_is_reported_and_peak_memory_is_linear():
 def test_xl_has_no_non_causal_form():
     result = execute(Case("memory.xl", (), 1, 2, 64, 16, causal=False), MeasureSettings(metrics=("error",)))
     assert result["status"] == "unsupported"
+
+
+def compressive(**params):
+    return REGISTRY.get("memory.compressive")(heads=3, d_head=16, **params)
+
+
+@pytest.mark.parametrize(
+    ("n", "params"),
+    [
+        (37, {"segment": 8, "memory": 8, "compressed": 3, "rate": 2}),
+        (100, {"segment": 16, "memory": 8, "compressed": 4, "rate": 3}),
+        (64, {"segment": 16, "memory": 0, "compressed": 8, "rate": 4}),
+    ],
+)
+def test_compressive_matches_its_per_query_oracle(n, params):
+    assert_matches_oracle(compressive(**params), n)
+
+
+def test_compressive_limits():
+    """Rate 1 with room for every old token is full causal softmax; no compressed slots is
+    Transformer-XL without its position terms."""
+    q, k, v = qkv(45)
+    full = compressive(segment=8, memory=4, compressed=64, rate=1)(q, k, v, causal=True)
+    assert relative_error(full, softmax_attention(q, k, v, causal=True)) < 1e-12
+    plain = compressive(segment=8, memory=4, compressed=0, rate=2)(q, k, v, causal=True)
+    assert relative_error(plain, xl(8, 4, positions=False)(q, k, v, causal=True)) < 1e-12
+
+
+def test_compressive_flops_and_cache():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from attnbench.cases import Shape
+
+    params = {"segment": 16, "memory": 8, "compressed": 4, "rate": 3}
+    module = compressive(**params)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        module(*qkv(100), causal=True)
+    # the counter also sees the masked upper half of each segment's own block; the formula
+    # credits the useful reads only (the causal convention of the softmax family)
+    masked = sum(length * (length - 1) // 2 for length in [16] * 6 + [4])
+    expected = counter.get_total_flops() - 4 * 2 * 3 * 16 * masked
+    assert module.flops(Shape(2, 3, 100, 16), causal=True, mode="fwd", params=params) == expected
+    assert module.cache_bytes(Shape(2, 3, 100, 16), 4) == 2 * 2 * 3 * (8 + 4) * 16 * 4

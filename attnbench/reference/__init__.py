@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from attnbench.reference.compressive import compressive_attention
 from attnbench.reference.linear import linear_attention
 from attnbench.reference.softmax import softmax_attention
 
@@ -15,6 +16,7 @@ Oracle = Callable[..., torch.Tensor]
 ORACLES: dict[str, Oracle] = {
     "softmax": softmax_attention,
     "linear": linear_attention,
+    "compressive": compressive_attention,
     "masked_softmax": softmax_attention,  # with the variant's `allowed` pattern
 }
 

@@ -69,9 +69,12 @@ class LearnedAbsolute(nn.Module):
         self.max_len = max_len
         self.table = nn.Parameter(torch.randn(max_len, d_model) * 0.02)
 
-    def forward(self, n: int) -> torch.Tensor:
+    def check(self, n: int) -> None:
         if n > self.max_len:
             raise Unsupported(f"learned positions end at {self.max_len}; cannot embed {n}")
+
+    def forward(self, n: int) -> torch.Tensor:
+        self.check(n)
         return self.table[:n]
 
 

@@ -19,6 +19,7 @@ and in every registry-wide test. Variants outside the package load from the modu
 
 from __future__ import annotations
 
+import copy
 import difflib
 import fnmatch
 import importlib
@@ -116,6 +117,13 @@ class Variant(nn.Module):
         """Keyword arguments for this variant's oracle beyond q, k, v, causal and rows: the
         oracle's view of the variant's own parameters (a feature map, a learned β)."""
         return {}
+
+    def oracle_twin(self) -> Variant:
+        """A frozen float64 copy in eval mode, for oracles that recompute the variant's learned
+        parts (a feature map, β, a position table). Take it after the call it checks."""
+        twin = copy.deepcopy(self).double().eval()
+        twin.requires_grad_(False)
+        return twin
 
     def d_dot(self) -> int | None:
         """Size of the per-head state a query reads (fast-weight memory); None if unbounded."""

@@ -17,7 +17,15 @@ import torch
 import triton
 import triton.language as tl
 
-from attnbench.kernels.linear_chunk import check_chunk, check_qkv, dot_precision, feature_block, value_block
+from attnbench.kernels.linear_chunk import (
+    check_chunk,
+    check_qkv,
+    chunk_step,
+    dot_precision,
+    feature_block,
+    load_rows,
+    value_block,
+)
 from attnbench.variants.linear.forms import EPS
 
 
@@ -46,8 +54,7 @@ def _ut_kernel(
     rows = tl.arange(0, C)
     cols_k = tl.arange(0, BK)
     t = i_c * C + rows
-    mask_k = (t[:, None] < N) & (cols_k[None, :] < K)
-    k = tl.load(k_ptr + t[:, None] * K + cols_k[None, :], mask=mask_k, other=0.0).to(tl.float32)
+    k = load_rows(k_ptr, t, cols_k, N, K).to(tl.float32)
     beta = tl.load(beta_ptr + t, mask=t < N, other=0.0).to(tl.float32)
     kb = k * beta[:, None]
     a = tl.where(rows[:, None] > rows[None, :], tl.dot(kb, tl.trans(k), input_precision=PREC), 0.0)
@@ -62,8 +69,7 @@ def _ut_kernel(
     tl.store(w_ptr + t_store[:, None] * K + cols_k[None, :], w, mask=cols_k[None, :] < K)
     for i_v in range(0, tl.cdiv(V, BV)):
         cols_v = i_v * BV + tl.arange(0, BV)
-        mask_v = (t[:, None] < N) & (cols_v[None, :] < V)
-        v = tl.load(v_ptr + t[:, None] * V + cols_v[None, :], mask=mask_v, other=0.0).to(tl.float32)
+        v = load_rows(v_ptr, t, cols_v, N, V).to(tl.float32)
         u = tl.dot(inv, v * beta[:, None], input_precision=PREC)
         tl.store(u_ptr + t_store[:, None] * V + cols_v[None, :], u, mask=cols_v[None, :] < V)
 
@@ -100,21 +106,13 @@ def _delta_scan_kernel(
     z = tl.zeros([BK], dtype=tl.float32)
     for i in range(0, tl.cdiv(N, C)):
         t = i * C + rows
-        mask_k = (t[:, None] < N) & (cols_k[None, :] < K)
-        mask_v = (t[:, None] < N) & (cols_v[None, :] < V)
-        offs_k = t[:, None] * K + cols_k[None, :]
-        q = tl.load(q_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-        k = tl.load(k_ptr + offs_k, mask=mask_k, other=0.0).to(tl.float32)
-        w = tl.load(w_ptr + offs_k, mask=cols_k[None, :] < K, other=0.0)
-        u = tl.load(u_ptr + t[:, None] * V + cols_v[None, :], mask=cols_v[None, :] < V, other=0.0)
+        q = load_rows(q_ptr, t, cols_k, N, K).to(tl.float32)
+        k = load_rows(k_ptr, t, cols_k, N, K).to(tl.float32)
+        w = load_rows(w_ptr, t, cols_k, NP, K)  # the UT buffers hold NP (padded) rows
+        u = load_rows(u_ptr, t, cols_v, NP, V)
         new = u - tl.dot(w, state, input_precision=PREC)  # what the chunk really writes
-        scores = tl.where(causal, tl.dot(q, tl.trans(k), input_precision=PREC), 0.0)
-        out = tl.dot(q, state, input_precision=PREC) + tl.dot(scores, new, input_precision=PREC)
-        if NORMALIZE:
-            den = tl.sum(scores, axis=1) + tl.sum(q * z[None, :], axis=1)
-            out = out / (den[:, None] + EPS)
-            z += tl.sum(k, axis=0)
-        state += tl.dot(tl.trans(k), new, input_precision=PREC)
+        out, state, z = chunk_step(q, k, new, state, z, causal, NORMALIZE, PREC, EPS)
+        mask_v = (t[:, None] < N) & (cols_v[None, :] < V)
         tl.store(o_ptr + t[:, None] * V + cols_v[None, :], out.to(o_ptr.dtype.element_ty), mask=mask_v)
 
 

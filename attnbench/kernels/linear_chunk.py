@@ -60,6 +60,30 @@ def _features(x, mask, FEATURE: tl.constexpr, SUM_NORM: tl.constexpr, EPS: tl.co
 
 
 @triton.jit
+def load_rows(ptr, t, cols, N, WIDTH: tl.constexpr):
+    """The (len(t), len(cols)) tile of a row-major (N, WIDTH) matrix, zero outside it."""
+    mask = (t[:, None] < N) & (cols[None, :] < WIDTH)
+    return tl.load(ptr + t[:, None] * WIDTH + cols[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def chunk_step(
+    q, k, writes, state, z, causal, NORMALIZE: tl.constexpr, PREC: tl.constexpr, EPS: tl.constexpr
+):
+    """One chunk of causal linear attention over fp32 tiles: read the memory `state` found on
+    entry plus the masked in-chunk part, then add the chunk's `writes` (v for the sum rule,
+    U − W·S for the delta rule). Returns (out, state, z)."""
+    scores = tl.where(causal, tl.dot(q, tl.trans(k), input_precision=PREC), 0.0)
+    out = tl.dot(q, state, input_precision=PREC) + tl.dot(scores, writes, input_precision=PREC)
+    if NORMALIZE:
+        den = tl.sum(scores, axis=1) + tl.sum(q * z[None, :], axis=1)
+        out = out / (den[:, None] + EPS)
+        z += tl.sum(k, axis=0)
+    state += tl.dot(tl.trans(k), writes, input_precision=PREC)
+    return out, state, z
+
+
+@triton.jit
 def _chunk_sum_kernel(
     q_ptr,
     k_ptr,
@@ -91,20 +115,12 @@ def _chunk_sum_kernel(
     for i in range(0, tl.cdiv(N, C)):
         t = i * C + rows
         mask_k = (t[:, None] < N) & (cols_k[None, :] < K)
+        q = _features(load_rows(q_ptr, t, cols_k, N, K), mask_k, FEATURE, SUM_NORM, EPS)
+        k = _features(load_rows(k_ptr, t, cols_k, N, K), mask_k, FEATURE, SUM_NORM, EPS)
+        v = load_rows(v_ptr, t, cols_v, N, V).to(tl.float32)
+        out, state, z = chunk_step(q, k, v, state, z, causal, ATTN_NORM, PREC, EPS)
         mask_v = (t[:, None] < N) & (cols_v[None, :] < V)
-        offs_k = t[:, None] * K + cols_k[None, :]
-        offs_v = t[:, None] * V + cols_v[None, :]
-        q = _features(tl.load(q_ptr + offs_k, mask=mask_k, other=0.0), mask_k, FEATURE, SUM_NORM, EPS)
-        k = _features(tl.load(k_ptr + offs_k, mask=mask_k, other=0.0), mask_k, FEATURE, SUM_NORM, EPS)
-        v = tl.load(v_ptr + offs_v, mask=mask_v, other=0.0).to(tl.float32)
-        scores = tl.where(causal, tl.dot(q, tl.trans(k), input_precision=PREC), 0.0)
-        out = tl.dot(q, state, input_precision=PREC) + tl.dot(scores, v, input_precision=PREC)
-        if ATTN_NORM:
-            den = tl.sum(scores, axis=1) + tl.sum(q * z[None, :], axis=1)
-            out = out / (den[:, None] + EPS)
-            z += tl.sum(k, axis=0)
-        state += tl.dot(tl.trans(k), v, input_precision=PREC)
-        tl.store(o_ptr + offs_v, out.to(o_ptr.dtype.element_ty), mask=mask_v)
+        tl.store(o_ptr + t[:, None] * V + cols_v[None, :], out.to(o_ptr.dtype.element_ty), mask=mask_v)
 
 
 def chunk_linear_attn(

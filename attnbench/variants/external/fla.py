@@ -43,7 +43,7 @@ class _FlaAdapter(LinearElu):
 class FlaLinear(_FlaAdapter):
     """fla-core chunk_linear_attn with ELU+1 features (sum rule, attention normalisation)."""
 
-    def forward(self, q, k, v, *, causal: bool = False, beta: Any = None) -> torch.Tensor:
+    def compute(self, q, k, v, *, causal: bool, beta: torch.Tensor | None) -> torch.Tensor:
         from fla.ops.linear_attn import chunk_linear_attn
 
         if self.norm == "sum":
@@ -62,13 +62,12 @@ class FlaDelta(_FlaAdapter):
     params: ClassVar[dict[str, Any]] = {**LinearElu.params, "rule": "delta", "norm": "sum"}
     rule_fixed: ClassVar[str] = "delta"
 
-    def forward(self, q, k, v, *, causal: bool = False, beta: Any = None) -> torch.Tensor:
+    def compute(self, q, k, v, *, causal: bool, beta: torch.Tensor | None) -> torch.Tensor:
         from fla.ops.delta_rule import chunk_delta_rule
 
         if self.norm == "attn":
             raise Unsupported("fla's delta rule has no attention normalisation")
         phi_q, phi_k = self.features(q, k)
-        beta = self.learned_beta(k) if beta is None else beta
         out, _ = chunk_delta_rule(
             self.to_fla(phi_q),
             self.to_fla(phi_k),

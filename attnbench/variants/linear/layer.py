@@ -8,6 +8,7 @@ the layer: β = σ(k·w_h + b_h), a learned vector per head.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -122,18 +123,23 @@ class LinearAttention(Variant):
         causal: bool = False,
         beta: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if q.dtype in (torch.float16, torch.bfloat16):
-            # as fused kernels do: features, scores and memory in float32, the output cast back
-            out = self.forward(q.float(), k.float(), v.float(), causal=causal, beta=beta)
-            return out.to(q.dtype)
-        phi_q, phi_k = self.features(q, k)
-        normalize = self.norm == "attn"
+        """Validate the call and resolve β (given, or learned from the keys), then `compute`:
+        the PyTorch forms here, a kernel in the `@triton` and fla-core subclasses."""
+        if causal not in self.causal_modes or (self.rule == "delta" and not causal):
+            raise Unsupported(f"{self.name} has a causal form only (the delta rule is sequential)")
         if self.rule == "delta":
-            if not causal:
-                raise Unsupported("the delta rule is sequential: it has a causal form only")
             beta = self.learned_beta(k) if beta is None else beta
         elif beta is not None:
             raise UserError("beta is an input of the delta rule only")
+        return self.compute(q, k, v, causal=causal, beta=beta)
+
+    def compute(self, q, k, v, *, causal: bool, beta: torch.Tensor | None) -> torch.Tensor:
+        if q.dtype in (torch.float16, torch.bfloat16):
+            # as fused kernels do: features, scores and memory in float32, the output cast back
+            b = None if beta is None else beta.float()
+            return self.compute(q.float(), k.float(), v.float(), causal=causal, beta=b).to(q.dtype)
+        phi_q, phi_k = self.features(q, k)
+        normalize = self.norm == "attn"
         if not causal:
             return forms.global_sum(phi_q, phi_k, v, normalize=normalize)
         if self.form == "parallel":
@@ -176,21 +182,14 @@ class LinearAttention(Variant):
 
     # --- the float64 oracle's inputs ------------------------------------------------------------
     def oracle_kwargs(self) -> dict[str, Any]:
-        """The oracle recomputes φ and β in float64 from float64 copies of this layer's
-        parameters, taken when it is called (after any FAVOR+ redraw)."""
-
-        def phi(x: torch.Tensor) -> torch.Tensor:
-            fm = self.feature_map
-            tensors = {n: t.detach().double() for n, t in (*fm.named_parameters(), *fm.named_buffers())}
-            was_training = fm.training
-            fm.eval()  # no FAVOR+ redraw: the oracle uses the features the layer just used
-            try:
-                return torch.func.functional_call(fm, tensors, (x,))
-            finally:
-                fm.train(was_training)
-
-        kwargs: dict[str, Any] = {"feature_map": phi, "rule": self.rule, "norm": self.norm}
+        """The oracle recomputes φ and β in float64 from a float64 twin of this layer, taken at
+        its first use, i.e. after the forward it checks (and after any FAVOR+ redraw)."""
+        twin = functools.cache(self.oracle_twin)
+        kwargs: dict[str, Any] = {
+            "feature_map": lambda x: twin().feature_map(x),
+            "rule": self.rule,
+            "norm": self.norm,
+        }
         if self.rule == "delta":
-            w, b = self.beta_weight.detach().double(), self.beta_bias.detach().double()
-            kwargs["beta"] = lambda k: torch.sigmoid((k * w.unsqueeze(-2)).sum(-1) + b.unsqueeze(-1))
+            kwargs["beta"] = lambda k: twin().learned_beta(k)
         return kwargs

@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 
 from attnbench.cases import Case
-from attnbench.errors import Unsupported, UserError
+from attnbench.errors import Unsupported
 from attnbench.kernels import check_chunk, check_features
 from attnbench.registry import register
 from attnbench.variants.linear.layer import LinearAttention
@@ -43,27 +43,14 @@ class TritonChunk(LinearAttention):
         check_chunk(self.chunk)
         check_features(self.d_dot())
 
-    def forward(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        *,
-        causal: bool = False,
-        beta: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if not causal:
-            raise Unsupported(f"{self.name} has a causal form only")
+    def compute(self, q, k, v, *, causal: bool, beta: torch.Tensor | None) -> torch.Tensor:
         if self.form != "chunk":
             raise Unsupported(f"{self.name} runs the chunk form only, not form={self.form}")
-        if self.rule == "delta":
+        if beta is not None:
             from attnbench.kernels.delta_chunk import chunk_delta_rule
 
             phi_q, phi_k = self.features(q, k)
-            beta = self.learned_beta(k) if beta is None else beta
             return chunk_delta_rule(phi_q, phi_k, v, beta, normalize=self.norm == "attn", chunk=self.chunk)
-        if beta is not None:
-            raise UserError("beta is an input of the delta rule only")
         from attnbench.kernels.linear_chunk import chunk_linear_attn
 
         fused = self.feature_map.elementwise

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from attnbench import positions
 from attnbench.cases import Case, Shape
@@ -59,8 +58,8 @@ class SoftmaxAttention(Variant):
     def check(self, case: Case) -> None:
         super().check(case)
         positions.check_pairing(self.position, family=self.family, takes_bias=self.takes_bias)
-        if self.position == "learned" and case.seq_len > self.max_len:
-            positions.LearnedAbsolute.forward(self.learned, case.seq_len)  # raises Unsupported
+        if self.position == "learned":
+            self.learned.check(case.seq_len)
 
     # --- the positional scheme around the kernel -------------------------------------------------
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
@@ -70,7 +69,7 @@ class SoftmaxAttention(Variant):
             bias = self.score_bias(q, k.shape[-2])
         return self.attend(q, k, v, causal=causal, bias=bias)
 
-    def place(self, q: torch.Tensor, k: torch.Tensor, modules: Mapping[str, nn.Module] | None = None):
+    def place(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply an embedding or rotation scheme to q and k (queries are the last n_q keys)."""
         n_q, n_k = q.shape[-2], k.shape[-2]
         if self.position == "rope":
@@ -80,7 +79,7 @@ class SoftmaxAttention(Variant):
             if self.position == "sinusoidal":
                 table = positions.sinusoidal(n_k, q.shape[-1]).to(q)
             else:
-                table = (modules or {}).get("learned", self.learned)(n_k).to(q.dtype)
+                table = self.learned(n_k).to(q.dtype)
             return q + table[n_k - n_q :], k + table
         return q, k
 
@@ -88,7 +87,6 @@ class SoftmaxAttention(Variant):
         self,
         q: torch.Tensor,
         n_k: int,
-        modules: Mapping[str, nn.Module] | None = None,
         q_pos: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The scheme's additive score term, (H, n_q, n_k) or (B, H, n_q, n_k), for queries at
@@ -97,37 +95,26 @@ class SoftmaxAttention(Variant):
         if self.position == "alibi":
             return positions.alibi_bias(self.heads, n_q, n_k, device=q.device, q_pos=q_pos).to(q.dtype)
         if self.position == "t5":
-            return (modules or {}).get("t5", self.t5)(n_q, n_k, q_pos).to(q.dtype)
-        return (modules or {}).get("shaw", self.shaw)(q, n_k, q_pos)
+            return self.t5(n_q, n_k, q_pos).to(q.dtype)
+        return self.shaw(q, n_k, q_pos)
 
     def attend(self, q, k, v, *, causal: bool, bias: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
     def oracle_kwargs(self) -> dict[str, Any]:
-        """The float64 oracle applies the same scheme with float64 copies of its parameters."""
+        """The float64 oracle applies the same scheme through a float64 twin of this variant."""
         if self.position == "none":
             return {}
-        learned = {
-            name: _float64(getattr(self, name)) for name in ("learned", "t5", "shaw") if hasattr(self, name)
-        }
+        twin = self.oracle_twin()
 
         def prepare(q64: torch.Tensor, k64: torch.Tensor):
-            q64, k64 = self.place(q64, k64, learned)
+            q64, k64 = twin.place(q64, k64)
             if self.scheme.applies != "bias":
                 return q64, k64, None
             n_k = k64.shape[-2]
-            return q64, k64, lambda rows: self.score_bias(q64[..., rows, :], n_k, learned, q_pos=rows)
+            return q64, k64, lambda rows: twin.score_bias(q64[..., rows, :], n_k, q_pos=rows)
 
         return {"prepare": prepare}
-
-
-def _float64(module: nn.Module) -> nn.Module:
-    import copy
-
-    clone = copy.deepcopy(module).double()
-    for p in clone.parameters():
-        p.requires_grad_(False)
-    return clone
 
 
 def missing_package(module: str, pip_name: str) -> str | None:

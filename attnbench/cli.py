@@ -67,6 +67,11 @@ def build_parser() -> Parser:
     )
     p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
     p.add_argument("--only", help="only variants matching this name, glob or family")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run every N-th case starting at the I-th (0-based), e.g. 0/4 … 3/4 in four processes",
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], help="run every case on this device")
     p.add_argument("--timeout", type=float, help="seconds per case (default: the suite's timeout_s)")
     p.add_argument(
@@ -82,8 +87,18 @@ def build_parser() -> Parser:
     p = sub.add_parser("show", help="print a results file as a table", formatter_class=RichHelpFormatter)
     p.add_argument("results", nargs="+", type=Path, help="results file(s) (JSON lines)")
     from attnbench.report.table import METRICS
+    from attnbench.report.task_tables import CAPACITY_THRESHOLD
 
-    p.add_argument("--metric", default="latency_ms", help=f"one of: {', '.join(METRICS)}")
+    p.add_argument(
+        "--metric",
+        help=f"one of: {', '.join(METRICS)} (default latency_ms; task results default to the task's table)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=CAPACITY_THRESHOLD,
+        help="retrieval results: the best loss under which S counts as retrieved (capacity)",
+    )
     p.add_argument("--format", choices=["table", "csv", "md"], default="table", help="output format")
     p.add_argument("--all", action="store_true", help="also show variants that could not run at all")
     p.add_argument(
@@ -191,6 +206,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
     show = metric(args.metric or suite.show).column
     cases = suite.cases(only=args.only, device=args.device)
+    if args.shard:
+        cases = _shard(cases, args.shard)
     if not cases:
         raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
     out = args.output or default_results_path(suite.name, resume=args.resume)
@@ -218,8 +235,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     df = load_results(out)
     df = df[df["case_id"].isin({c.id for c in cases})]
-    console.print(rich_table(pivot(df, show), f"{suite.name}: {metric(show).title}"))
-    console.print(f"[dim]{LEGEND}[/]")
+    if suite.task and not args.metric:
+        _print_task_table(df, suite.task["name"][0], "table", title=suite.name)
+    else:
+        console.print(rich_table(pivot(df, show), f"{suite.name}: {metric(show).title}"))
+        console.print(f"[dim]{LEGEND}[/]")
     console.print(
         f"{status_counts(df)} · {outcome.wall_s:.0f} s · results: {out}{_unsupported_note(df, False)}"
     )
@@ -233,11 +253,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from attnbench.report.table import LEGEND, metric, pivot, rich_table, status_counts
+    from attnbench.report.task_tables import task_name
     from attnbench.results import load_results
 
     df = load_results(*args.results, on_warning=lambda msg: err.print(f"[yellow]warning:[/] {escape(msg)}"))
     df = _where(df, args.where)
-    m = metric(args.metric)
+    task = task_name(df)
+    if task and args.metric is None:
+        _print_task_table(df, task, args.format, threshold=args.threshold, unsupported=args.all)
+        if args.plot and task == "retrieval":
+            from attnbench.report.figures import plot_capacity
+
+            err.print(f"figure: {plot_capacity(df, args.plot, threshold=args.threshold)}")
+        elif args.plot:
+            raise UserError(f"--plot draws retrieval and benchmark results, not {task} results")
+        return 0
+    m = metric(args.metric or "latency_ms")
     table = pivot(df, m.column, raw=args.format == "csv", unsupported=args.all)
     if args.format == "csv":
         sys.stdout.write(table.to_csv(index=False))
@@ -254,6 +285,32 @@ def cmd_show(args: argparse.Namespace) -> int:
         title = m.title.split(" (")[0] + (f" ({', '.join(args.where)})" if args.where else "")
         err.print(f"figure: {plot_vs_seq_len(df, m.column, args.plot, title=title)}")
     return 0
+
+
+def _shard(cases: list, spec: str) -> list:
+    index, sep, count = spec.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise UserError(f"--shard {spec!r}: expected I/N with 0 ≤ I < N, e.g. 0/4")
+    return cases[int(index) :: int(count)]
+
+
+def _print_task_table(
+    df, task: str, fmt: str, *, title: str = "", threshold: float | None = None, unsupported: bool = False
+) -> None:
+    from attnbench.report.table import rich_table, status_counts
+    from attnbench.report.task_tables import CAPACITY_THRESHOLD, TITLES, task_table
+
+    threshold = CAPACITY_THRESHOLD if threshold is None else threshold
+    table = task_table(df, task, threshold=threshold, raw=fmt == "csv", unsupported=unsupported)
+    heading = f"{title + ': ' if title else ''}{TITLES[task]}"
+    if fmt == "csv":
+        sys.stdout.write(table.to_csv(index=False))
+    elif fmt == "md":
+        print(f"{heading}\n")
+        print(table.to_markdown(index=False))
+    else:
+        console.print(rich_table(table, heading))
+        console.print(status_counts(df) + _unsupported_note(df, unsupported))
 
 
 def _where(df, conditions: list[str]):

@@ -22,11 +22,24 @@ axes, per-variant parameter sweeps and limits, and how to measure::
     [limits."softmax.naive"] # bounds on any numeric axis, by name or glob
     max_seq_len = 2048
 
+A suite with a `[task]` table trains its variants on a quality task instead of timing them::
+
+    [task]
+    name = "retrieval"       # a task in attnbench.tasks
+    setting = 1
+    S = [20, 40, 60]         # a list is a swept axis, like the sweep's
+    d_key = 16
+    # points = [{seq_len = 64, pairs = 4}, …]: parameters that vary together, not as a product
+
+The task fixes batch, heads, seq_len and d_head (a sweep may not set them); causal defaults
+to true and the mode is training ("fwd+bwd").
+
 Every mistake is reported as one `UserError` naming the file, the line and the key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import itertools
@@ -42,6 +55,7 @@ from attnbench.cases import DEVICES, DTYPES, MODES, Case, freeze
 from attnbench.errors import UserError
 from attnbench.measure.settings import METRIC_GROUPS, MeasureSettings
 from attnbench.registry import REGISTRY, Registry
+from attnbench.tasks import TASK_AXES, get_task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -88,6 +102,7 @@ class Suite:
     sweeps: tuple[dict[str, list[Any]], ...] = ()
     params: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     limits: dict[str, dict[str, float]] = field(default_factory=dict)
+    task: dict[str, list[Any]] | None = None  # name and the task's swept parameters
     text: str = ""
 
     def cases(
@@ -110,10 +125,32 @@ class Suite:
                     continue
                 for params in self._param_grid(cls):
                     for combo in itertools.product(*(axes[k] for k in AXES[1:])):
-                        case = Case(cls.name, freeze(params), **dict(zip(AXES[1:], combo, strict=True)))
-                        if self._within_limits(case):
-                            out.setdefault(case.id, case)
+                        for case in self._with_task(
+                            Case(cls.name, freeze(params), **dict(zip(AXES[1:], combo, strict=True)))
+                        ):
+                            if self._within_limits(case):
+                                out.setdefault(case.id, case)
         return list(out.values())
+
+    def _with_task(self, case: Case) -> list[Case]:
+        """The case itself, or one case per point of the task's grid, shaped by the task."""
+        if self.task is None:
+            return [case]
+        task = get_task(self.task["name"][0])
+        names = sorted(k for k in self.task if k not in ("name", "points"))
+        out = []
+        for point, values in itertools.product(
+            self.task.get("points", [{}]), itertools.product(*(self.task[n] for n in names))
+        ):
+            params = {**dict(zip(names, values, strict=True)), **point}
+            try:
+                shape = task.shape(params)
+            except UserError as e:
+                raise UserError(f"{self._where('task')}: {e}") from None
+            out.append(
+                dataclasses.replace(case, **shape, mode="fwd+bwd", task=freeze({"name": task.name, **params}))
+            )
+        return out
 
     def _param_grid(self, cls) -> list[dict[str, Any]]:
         swept = {}
@@ -193,10 +230,10 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     def fail(key: str, msg: str) -> UserError:
         return UserError(f"{where(key)}: {msg}")
 
-    unknown = set(data) - {"suite", "sweep", "params", "limits"}
+    unknown = set(data) - {"suite", "sweep", "params", "limits", "task"}
     if unknown:
         key = sorted(unknown)[0]
-        raise fail(key, f"unknown table [{key}] (expected [suite], [sweep], [params], [limits])")
+        raise fail(key, f"unknown table [{key}] (expected [suite], [sweep], [params], [limits], [task])")
     meta = data.get("suite", {})
     for key, value in meta.items():
         if key not in SUITE_KEYS:
@@ -221,6 +258,15 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         raise UserError(f"{path}: no [sweep] table: say which variants and shapes to run")
     blocks = [raw] if isinstance(raw, dict) else raw
     sweeps = tuple(_parse_sweep(b, fail) for b in blocks)
+    task = _parse_task(data["task"], fail) if "task" in data else None
+    if task is not None:
+        for sweep in sweeps:
+            fixed = sorted(set(sweep) & set(TASK_AXES))
+            if fixed:
+                raise fail(
+                    fixed[0], f"{fixed[0]} is set by the task {task['name'][0]!r}: remove it from [sweep]"
+                )
+            sweep.setdefault("causal", [True])
     params = {}
     for pattern, values in data.get("params", {}).items():
         if not isinstance(values, dict):
@@ -250,8 +296,42 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         sweeps=sweeps,
         params=params,
         limits=limits,
+        task=task,
         text=text,
     )
+
+
+def _parse_task(table: Any, fail) -> dict[str, list[Any]]:
+    """[task]: `name` and the task's parameters, each a value or a list of values (swept)."""
+    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+        raise fail("task", '[task] needs name = "<task>" (e.g. "retrieval")')
+    try:
+        task = get_task(table["name"])
+    except UserError as e:
+        raise fail("name", str(e)) from None
+    swept = {k: v if isinstance(v, list) else [v] for k, v in table.items() if k != "name"}
+    points = swept.get("points", [])
+    if not all(isinstance(p, dict) and p for p in points):
+        raise fail("points", "[task] points must be a list of tables, e.g. [{seq_len = 64, pairs = 4}]")
+    for point in points:
+        clash = sorted(set(point) & set(swept))
+        if clash:
+            raise fail("points", f"task parameter {clash[0]!r} is set both in points and on its own")
+        try:
+            task.resolve_params(point)
+        except UserError as e:
+            raise fail("points", str(e)) from None
+    for key, values in swept.items():
+        if key == "points":
+            continue
+        if not values:
+            raise fail(key, f"task parameter {key!r} is empty")
+        try:
+            for v in values:
+                task.resolve_params({key: v})
+        except UserError as e:
+            raise fail(key, str(e)) from None
+    return {"name": [task.name], **swept}
 
 
 def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:

@@ -61,6 +61,12 @@ def main() -> int:
     # the suites' own worker process (its allocator settings, its memory cap), one per case
     executor = make_executor("subprocess", settings, timeout_s=600, mem_limit=None, log_path=None)
     rows = []
+    out = args.output or Path(__file__).parent / "results" / f"linear_speed-{args.device}.json"
+    save = lambda: out.write_text(
+        json.dumps(
+            {"machine": machine_env(), "args": vars(args) | {"output": str(out)}, "rows": rows}, indent=1
+        )
+    )
     for name, params in [(n, ()) for n in SOFTMAX] + LINEAR:
         if not REGISTRY.get(name).available(args.device):
             continue
@@ -71,13 +77,14 @@ def main() -> int:
             {"label": case.label, "status": result["status"], "error": result["error"], **result["metrics"]}
         )
         print(f"{case.label}: {result['status']} {result['metrics'].get('latency_ms', '')}", file=sys.stderr)
+        save()  # after every case: a run cut short keeps what it measured
     timed = [r for r in rows if r["status"] == "ok"]
     best = min((r for r in timed if r["label"].startswith("softmax.")), key=lambda r: r["latency_ms"])
     table = Table(
         title=f"causal fwd, B={args.batch} H={args.heads} N={args.seq_len} D={args.d_head} "
         f"{args.dtype} {args.device} threads={args.threads}"
     )
-    for col in ("variant", "ms", "tokens/s", f"× {best['label']}", "TFLOP/s", "% fp32 peak"):
+    for col in ("variant", "ms", "tokens/s", f"× {best['label']}", "TFLOP/s", f"% {args.dtype} matmul peak"):
         table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for r in timed:
         peak = r.get("pct_peak_flops")
@@ -90,12 +97,6 @@ def main() -> int:
             "" if peak is None else f"{peak:.1f}",
         )
     Console(width=160).print(table)
-    out = args.output or Path(__file__).parent / "results" / f"linear_speed-{args.device}.json"
-    out.write_text(
-        json.dumps(
-            {"machine": machine_env(), "args": vars(args) | {"output": str(out)}, "rows": rows}, indent=1
-        )
-    )
     print(f"written to {out}", file=sys.stderr)
     return 0
 

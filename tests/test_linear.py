@@ -136,7 +136,10 @@ def test_favor_kernel_estimate_is_unbiased():
     x = torch.randn(6, d, generator=gen, dtype=torch.float64) * 0.5
     exact = torch.exp(x @ x.T / math.sqrt(d))
     fm = Favor(d, m=64, redraw=True, seed=3).double()
-    draws = [fm(x) for _ in range(400)]  # training mode: a fresh W on every call
+    draws = []
+    for _ in range(400):  # training mode: a fresh W on every resample
+        fm.resample()
+        draws.append(fm(x))
     estimates = torch.stack([phi @ phi.T for phi in draws])
     mean, sem = estimates.mean(0), estimates.std(0) / math.sqrt(400)
     assert ((mean - exact).abs() < 4 * sem + 1e-3).all()
@@ -165,13 +168,26 @@ def test_favor_approaches_softmax_attention_as_m_grows():
 
 
 def test_favor_redraw_only_when_asked_and_training():
-    fm = Favor(16, m=32, redraw=False)
     x = torch.randn(3, 16)
-    assert torch.equal(fm(x), fm(x))
+
+    def changes(fm: Favor) -> bool:
+        before = fm(x)
+        fm.resample()
+        return not torch.equal(before, fm(x))
+
+    assert not changes(Favor(16, m=32, redraw=False))
     fm = Favor(16, m=32, redraw=True)
-    assert not torch.equal(fm(x), fm(x))
-    fm.eval()
-    assert torch.equal(fm(x), fm(x))
+    assert changes(fm)
+    assert not changes(fm.eval())
+
+
+def test_favor_redraw_shares_one_draw_between_queries_and_keys():
+    """A training-mode call with `redraw` draws W once: its output is the eval-mode output
+    under the W it left behind (two draws, one for q and one for k, estimate nothing)."""
+    q, k, v = qkv(b=1, h=2, n=24, d=16, seed=9)
+    module = REGISTRY.get("linear.favor")(heads=2, d_head=16, m=32, redraw=True).double()
+    drawn = module(q, k, v, causal=True)
+    assert torch.allclose(drawn, module.eval()(q, k, v, causal=True), rtol=1e-12, atol=0)
 
 
 def _write_then_read(rule: str, keys: torch.Tensor, values: torch.Tensor, queries: torch.Tensor, form: str):

@@ -69,14 +69,7 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
     ax.set_xlabel(f"sequence length N  ({devices})" if devices else "sequence length N")
     ax.set_ylabel(m.title.split(" (")[0])
     ax.set_title(title or m.title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def _axis_text(axis: str, value) -> str:
@@ -85,3 +78,45 @@ def _axis_text(axis: str, value) -> str:
     if axis in ("label", "mode", "dtype", "device"):
         return str(value)
     return f"{axis}={value}"
+
+
+def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title: str | None = None) -> Path:
+    """Retrieval results as the fast-weight paper's Fig. 2: best evaluation loss against the
+    number of stored pairs S, one line per variant (d_dot in the legend), the capacity
+    threshold dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = df[(df["status"] == "ok") & df["best_loss"].notna()] if "best_loss" in df else df.iloc[0:0]
+    if ok.empty:
+        raise UserError("no ok retrieval results to plot")
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colors = plt.get_cmap("tab10").colors
+    for i, (label, group) in enumerate(ok.groupby("label", sort=True)):
+        group = group.sort_values("task.S")
+        d_dot = group["d_dot"].dropna() if "d_dot" in group else pd.Series(dtype=float)
+        suffix = f"  (d_dot {int(d_dot.iloc[0])})" if len(d_dot) else ""
+        ax.plot(group["task.S"], group["best_loss"], "-o", color=colors[i % 10], label=label + suffix, ms=4)
+    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
+    devices = ", ".join(sorted(str(d) for d in ok["device_name"].dropna().unique()))
+    ax.set_yscale("log")
+    ax.set_xlabel(f"stored pairs S  ({devices})" if devices else "stored pairs S")
+    ax.set_ylabel("best evaluation loss (0.5·squared error)")
+    ax.set_title(title or "associative retrieval: loss vs number of stored pairs")
+    return _save(fig, ax, path)
+
+
+def _save(fig, ax, path: str | Path) -> Path:
+    """Grid, legend, tight layout; write PNG or SVG (by suffix) and close the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

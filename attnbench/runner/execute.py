@@ -23,6 +23,7 @@ from attnbench.measure.numerics import error_vs_reference
 from attnbench.measure.settings import MeasureSettings
 from attnbench.measure.timing import Timing, time_fn
 from attnbench.registry import REGISTRY, Variant
+from attnbench.tasks import get_task
 
 
 class Workload:
@@ -95,6 +96,11 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
     if not availability:
         raise Unsupported(availability.reason)
     torch.set_num_threads(case.threads)
+    if case.task:
+        task = dict(case.task)
+        runner = get_task(task.pop("name"))
+        metrics.update(runner.run(cls, case, runner.resolve_params(task)))
+        return []
     seed = case_seed(case)
     torch.manual_seed(seed)  # parameters of learned variants
     module = cls(heads=case.heads, d_head=case.d_head, **case.param_dict)

@@ -30,6 +30,10 @@ class FeatureMap(nn.Module):
         """Name of an elementwise map a fused kernel can apply itself (else None)."""
         return None
 
+    def resample(self) -> None:
+        """Draw fresh random features, where the map has any and is asked to (FAVOR+'s
+        `redraw`). The layer calls it once per forward, so q and k share one draw."""
+
 
 class Identity(FeatureMap):
     """φ(x) = x: plain (unnormalised) linear attention, the reference point."""
@@ -80,8 +84,9 @@ class Favor(FeatureMap):
     φ(x) = exp(−‖x‖²/2) / √(2m) · [exp(Wx), exp(−Wx)], x scaled by d^(−1/4), so d_dot = 2m.
 
     W's m rows are drawn in blocks of d orthogonal Gaussian directions with χ_d-distributed
-    norms. `redraw` draws a fresh W on every training-mode call (the paper's setting); by
-    default W is fixed, so a benchmark measures one function.
+    norms. `redraw` draws a fresh W on every training-mode forward of the layer (the paper's
+    setting; `resample`), shared by its queries and keys; by default W is fixed, so a benchmark
+    measures one function.
     """
 
     def __init__(self, d_head: int, m: int, redraw: bool = False, seed: int = 0) -> None:
@@ -103,9 +108,11 @@ class Favor(FeatureMap):
         norms = torch.randn(self.m, d, generator=self._gen, dtype=torch.float64).norm(dim=-1)
         return (w * norms[:, None]).float()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def resample(self) -> None:
         if self.redraw and self.training:
             self.proj = self.draw().to(self.proj)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.d_head**-0.25
         wx = x @ self.proj.to(x.dtype).T
         base = -0.5 * (x * x).sum(-1, keepdim=True) - 0.5 * math.log(2 * self.m)

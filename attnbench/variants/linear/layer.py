@@ -131,6 +131,7 @@ class LinearAttention(Variant):
             beta = self.learned_beta(k) if beta is None else beta
         elif beta is not None:
             raise UserError("beta is an input of the delta rule only")
+        self.feature_map.resample()  # one draw per call, shared by queries and keys
         return self.compute(q, k, v, causal=causal, beta=beta)
 
     def compute(self, q, k, v, *, causal: bool, beta: torch.Tensor | None) -> torch.Tensor:

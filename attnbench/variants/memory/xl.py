@@ -100,11 +100,11 @@ class TransformerXL(Variant):
 
         def prepare(q64: torch.Tensor, k64: torch.Tensor):
             n = k64.shape[-2]
-            rel = torch.einsum("sd,hde->hse", sinusoidal(n, d).double(), w_r)  # (H, n, D)
+            rel = torch.einsum("sd,hde->hse", sinusoidal(n, d).to(w_r), w_r)  # (H, n, D)
 
             def bias_of(rows: torch.Tensor) -> torch.Tensor:
                 qr = q64[..., rows, :]
-                dist = (rows[:, None] - torch.arange(n)[None, :]).clamp(min=0)
+                dist = (rows[:, None] - torch.arange(n, device=rows.device)[None, :]).clamp(min=0)
                 position = ((qr + vb) @ rel.transpose(-1, -2)).gather(-1, dist.expand(*qr.shape[:-1], -1))
                 return ((u @ k64.transpose(-1, -2)) + position) / math.sqrt(d)
 

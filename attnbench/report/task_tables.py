@@ -1,0 +1,117 @@
+"""Tables of task results: the retrieval capacity table (variant × S, best loss, capacity next
+to d_dot) and the MQAR table (variant × (L, D), accuracy, best over learning rates)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from attnbench.errors import UserError
+from attnbench.report.table import hide_unsupported
+
+CAPACITY_THRESHOLD = 0.01
+
+
+def task_name(df: pd.DataFrame) -> str | None:
+    """The task the results come from, or None for benchmark results (one task per table)."""
+    if "task.name" not in df:
+        return None
+    names = sorted(df["task.name"].dropna().unique())
+    if len(names) > 1:
+        raise UserError(
+            f"these results mix tasks ({', '.join(names)}): show one at a time (--where task.name=…)"
+        )
+    return names[0] if names else None
+
+
+def _row_keys(df: pd.DataFrame, candidates: list[str]) -> list[str]:
+    return ["label"] + [c for c in candidates if c in df and df[c].nunique(dropna=False) > 1]
+
+
+def capacity(losses: dict[int, float], threshold: float) -> int | None:
+    """The largest S whose best loss is under `threshold` (a case that did not run counts as
+    not retrieved); None if no S is. Near the limit, training can stall at one S and succeed
+    at the next: the largest success is what the memory can hold."""
+    held = [s for s, loss in losses.items() if loss < threshold]  # NaN compares False
+    return max(held) if held else None
+
+
+def capacity_table(
+    df: pd.DataFrame, threshold: float = CAPACITY_THRESHOLD, *, raw: bool = False
+) -> pd.DataFrame:
+    """Rows: variant (and setting, d_key, device when they vary); columns: d_dot, capacity,
+    then S=… holding the best evaluation loss (or the status when the case did not run)."""
+    keys = _row_keys(df, ["task.setting", "task.d_key", "device", "dtype"])
+    rows = []
+    for key, group in df.groupby(keys, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(keys, key, strict=True))
+        d_dot = group["d_dot"].dropna() if "d_dot" in group else pd.Series(dtype=float)
+        if len(d_dot):
+            row["d_dot"] = int(d_dot.iloc[0])
+        else:  # no fixed-size memory (a softmax KV cache grows with S), or never ran
+            row["d_dot"] = None if raw else "unbounded" if (group["status"] == "ok").any() else "—"
+        losses = {}
+        for _, r in group.sort_values("task.S").iterrows():
+            s = int(r["task.S"])
+            ok = r["status"] == "ok" and not pd.isna(r.get("best_loss"))
+            losses[s] = float(r["best_loss"]) if ok else math.nan
+            row[f"S={s}"] = (r["best_loss"] if raw else f"{r['best_loss']:.3g}") if ok else r["status"]
+        cap = capacity(losses, threshold)
+        smallest = min(losses)
+        row[f"capacity (loss<{threshold:g})"] = (
+            cap if raw else (str(cap) if cap is not None else f"<{smallest}")
+        )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    s_cols = sorted((c for c in table.columns if c.startswith("S=")), key=lambda c: int(c[2:]))
+    fixed = [c for c in table.columns if not c.startswith("S=")]
+    return table[fixed + s_cols].fillna("").rename(columns=lambda c: c.removeprefix("task."))
+
+
+def mqar_table(df: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
+    """Rows: variant (and d_model when it varies); columns: L=…,D=… holding the held-out query
+    accuracy, the best over the swept learning rates (the Zoology protocol)."""
+    keys = _row_keys(df, ["task.d_model", "device", "dtype"])
+    done = df[df["status"] == "ok"]
+    cells = {}
+    for key, group in df.groupby([*keys, "task.seq_len", "task.pairs"], dropna=False, sort=True):
+        ok = done.loc[done.index.intersection(group.index)]
+        if len(ok):
+            best = ok.loc[ok["accuracy"].idxmax()]
+            cell = best["accuracy"] if raw else f"{best['accuracy']:.3f} (lr {best['task.lr']:g})"
+        else:
+            cell = group["status"].iloc[0]
+        cells.setdefault(key[: len(keys)], {})[f"L={key[-2]},D={key[-1]}"] = cell
+    rows = [dict(zip(keys, k, strict=True)) | v for k, v in cells.items()]
+    table = pd.DataFrame(rows)
+    grid = sorted(
+        (c for c in table.columns if c.startswith("L=")),
+        key=lambda c: tuple(int(x.split("=")[1]) for x in c.split(",")),
+    )
+    return table[keys + grid].fillna("").rename(columns=lambda c: c.removeprefix("task."))
+
+
+TITLES = {
+    "retrieval": "best evaluation loss by S (0.5·squared error), and capacity",
+    "mqar": "MQAR held-out query accuracy (best over learning rates)",
+}
+
+
+def task_table(
+    df: pd.DataFrame,
+    task: str,
+    *,
+    threshold: float = CAPACITY_THRESHOLD,
+    raw: bool = False,
+    unsupported: bool = False,
+) -> pd.DataFrame:
+    """The task's table; variants that could not run at all are left out unless `unsupported`."""
+    if not unsupported:
+        df = hide_unsupported(df)
+    if task == "retrieval":
+        return capacity_table(df, threshold, raw=raw)
+    if task == "mqar":
+        return mqar_table(df, raw=raw)
+    raise UserError(f"no table for task {task!r}")

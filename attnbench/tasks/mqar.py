@@ -1,0 +1,163 @@
+"""Multi-query associative recall (MQAR; Arora et al. 2023, "Zoology") as a task.
+
+Vocabulary V (8192): keys from the lower half, values from the upper half, distinct within an
+example. D key-value pairs open a sequence of length L; each key is then queried once, at a
+gap drawn without replacement from a power law p(g) ∝ g^(a−1) (a = 0.01) over the
+(L − 2D)/2 slots of the rest, whose other positions hold random tokens. At a query position
+the model must predict the key's value; loss and accuracy count those positions only.
+Model: a 2-layer pre-norm decoder (`attnbench.tasks.model`) with learned absolute positions,
+the attention being any registered causal variant; trained on fresh examples every step and
+evaluated on a fixed held-out set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from attnbench.cases import Case
+from attnbench.errors import UserError
+from attnbench.inputs import torch_dtype
+from attnbench.registry import Variant
+from attnbench.tasks import Task, register_task
+from attnbench.tasks.model import DecoderLM
+from attnbench.tasks.training import TRAIN_COUNTS, TRAIN_DEFAULTS, TrainConfig, run_seed, train
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Examples:
+    inputs: torch.Tensor  # (B, L) token ids
+    targets: torch.Tensor  # (B, L): the value at query positions, IGNORE elsewhere
+
+    def to(self, device: str | torch.device) -> Examples:
+        return Examples(self.inputs.to(device), self.targets.to(device))
+
+
+def power_law(slots: int, a: float = 0.01) -> torch.Tensor:
+    p = torch.arange(1, slots + 1, dtype=torch.float64) ** (a - 1)
+    return p / p.sum()
+
+
+def distinct(low: int, high: int, count: int, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """(batch, count) ids drawn without replacement from [low, high), per row."""
+    return torch.rand(batch, high - low, generator=gen).topk(count, dim=-1).indices + low
+
+
+def sample_mqar(
+    vocab: int, seq_len: int, pairs: int, batch: int, gen: torch.Generator, *, a: float = 0.01
+) -> Examples:
+    context = 2 * pairs
+    slots = (seq_len - context) // 2
+    keys = distinct(1, vocab // 2, pairs, batch, gen)  # 0 is kept out of the keys, as in Zoology
+    values = distinct(vocab // 2, vocab, pairs, batch, gen)
+    gaps = torch.multinomial(power_law(slots, a).float().expand(batch, slots), pairs, generator=gen)
+    inputs = torch.randint(vocab, (batch, seq_len), generator=gen)
+    inputs[:, 0:context:2], inputs[:, 1:context:2] = keys, values
+    where = context + 2 * gaps  # query positions
+    inputs.scatter_(1, where, keys)
+    targets = torch.full((batch, seq_len), IGNORE, dtype=torch.long).scatter_(1, where, values)
+    return Examples(inputs, targets)
+
+
+@register_task("mqar")
+class MQAR(Task):
+    """Multi-query associative recall: D pairs, each key queried once later (Zoology)."""
+
+    params: ClassVar[Mapping[str, Any]] = {
+        "vocab": 8192,
+        "seq_len": 64,
+        "pairs": 4,
+        "d_model": 64,
+        "layers": 2,
+        "heads": 1,
+        "batch": 64,
+        "eval_examples": 1000,
+        "power_a": 0.01,
+        **TRAIN_DEFAULTS,
+        "max_steps": 20_000,
+    }
+    counts: ClassVar[tuple[str, ...]] = (
+        "vocab",
+        "seq_len",
+        "pairs",
+        "d_model",
+        "layers",
+        "heads",
+        "eval_examples",
+        *TRAIN_COUNTS,
+    )
+
+    @classmethod
+    def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        p = super().resolve_params(given)
+        if 4 * p["pairs"] > p["seq_len"]:
+            raise UserError(f"task mqar: {p['pairs']} pairs need seq_len ≥ {4 * p['pairs']} (4·D)")
+        if p["vocab"] // 2 <= p["pairs"] + 1:
+            raise UserError(f"task mqar: vocab {p['vocab']} is too small for {p['pairs']} distinct keys")
+        if p["d_model"] % p["heads"]:
+            raise UserError(f"task mqar: d_model {p['d_model']} is not divisible by heads {p['heads']}")
+        return p
+
+    @classmethod
+    def shape(cls, params: Mapping[str, Any]) -> dict[str, int]:
+        p = cls.resolve_params(params)
+        return {
+            "batch": p["batch"],
+            "heads": p["heads"],
+            "seq_len": p["seq_len"],
+            "d_head": p["d_model"] // p["heads"],
+        }
+
+    @classmethod
+    def run(cls, variant: type[Variant], case: Case, params: dict[str, Any]) -> dict[str, Any]:
+        p = params
+        seed = run_seed(case, p)
+        torch.manual_seed(seed)
+        layers = []
+
+        def make_attention() -> Variant:
+            layer = variant(heads=p["heads"], d_head=p["d_model"] // p["heads"], **case.param_dict)
+            layer.check(case)
+            layers.append(layer)
+            return layer
+
+        model = DecoderLM(
+            make_attention, vocab=p["vocab"], d_model=p["d_model"], layers=p["layers"], max_len=p["seq_len"]
+        ).to(case.device, torch_dtype(case.dtype))
+        sample = lambda n, gen: sample_mqar(p["vocab"], p["seq_len"], p["pairs"], n, gen, a=p["power_a"])
+        train_gen = torch.Generator().manual_seed(seed + 1)
+        held_out = sample(p["eval_examples"], torch.Generator().manual_seed(seed + 2)).to(case.device)
+
+        def query_logits(data: Examples) -> tuple[torch.Tensor, torch.Tensor]:
+            """Logits and targets at the query positions only (the head is the costly part)."""
+            hidden = model.hidden(data.inputs)
+            asked = data.targets != IGNORE
+            return model.logits(hidden[asked]).float(), data.targets[asked]
+
+        def step_loss(step: int) -> torch.Tensor:
+            logits, targets = query_logits(sample(p["batch"], train_gen).to(case.device))
+            return F.cross_entropy(logits, targets)
+
+        def evaluate() -> tuple[float, float]:
+            loss_sum, correct, total = 0.0, 0, 0
+            for start in range(0, p["eval_examples"], p["batch"]):
+                part = Examples(*(t[start : start + p["batch"]] for t in (held_out.inputs, held_out.targets)))
+                logits, targets = query_logits(part)
+                loss_sum += F.cross_entropy(logits, targets, reduction="sum").item()
+                correct += int((logits.argmax(-1) == targets).sum())
+                total += targets.numel()
+            return loss_sum / total, correct / total
+
+        result = train(model, step_loss, evaluate, TrainConfig.from_params(p))
+        metrics = {"seq_len": p["seq_len"], "pairs": p["pairs"], "d_model": p["d_model"], **result.metrics()}
+        d_dot = layers[0].d_dot()
+        if d_dot is not None:
+            metrics["d_dot"] = d_dot
+        metrics["resolved_params"] = dict(layers[0].hparams)
+        return metrics

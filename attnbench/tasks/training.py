@@ -1,0 +1,141 @@
+"""The training loop every task shares: Adam, periodic evaluation, early stopping.
+
+A run stops when the evaluation loss reaches `stop_loss`, when it has not improved for
+`patience` evaluations, or at `max_steps`; the number reported is the best evaluation loss
+(with the accuracy of that evaluation), as in Schlag et al. 2021's retrieval experiments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnbench.cases import Case
+
+# every training task's parameters: defaults, and those that must be positive integers
+TRAIN_DEFAULTS = {
+    "lr": 1e-3,
+    "eval_every": 100,
+    "patience": 10,
+    "stop_loss": 1e-3,
+    "max_steps": 100_000,
+    "seed": 0,
+}
+TRAIN_COUNTS = ("batch", "eval_every", "patience", "max_steps")
+# parameters that say when to stop and how much to evaluate, not what to train: they do not
+# change the seed
+NOT_SEEDED = ("eval_every", "patience", "stop_loss", "max_steps", "eval_sequences", "eval_examples")
+
+
+def run_seed(case: Case, params: Mapping[str, Any]) -> int:
+    """The seed of a training run: from the variant, its parameters, the dtype and the task's
+    parameters except the stopping rule and evaluation size, so raising `max_steps` continues
+    the same run (same initialisation, same batches) and `seed` draws another."""
+    what = {
+        "variant": case.variant,
+        "params": dict(case.params),
+        "dtype": case.dtype,
+        "task": {k: v for k, v in params.items() if k not in NOT_SEEDED},
+    }
+    blob = json.dumps(what, sort_keys=True, default=str)
+    return int(hashlib.sha1(blob.encode()).hexdigest()[:8], 16)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-3
+    eval_every: int = 100
+    patience: int = 10  # evaluations without improvement before stopping
+    stop_loss: float = 1e-3  # an evaluation loss at or below this ends the run
+    max_steps: int = 100_000
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any]) -> TrainConfig:
+        return cls(
+            lr=float(p["lr"]),
+            eval_every=int(p["eval_every"]),
+            patience=int(p["patience"]),
+            stop_loss=float(p["stop_loss"]),
+            max_steps=int(p["max_steps"]),
+        )
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    best_loss: float = math.inf
+    best_accuracy: float = 0.0
+    best_step: int = 0
+    stopped_by: str = ""  # stop_loss | patience | max_steps | diverged
+    train_time_s: float = 0.0
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "best_loss": self.best_loss,
+            "accuracy": self.best_accuracy,
+            "best_step": self.best_step,
+            "stopped_by": self.stopped_by,
+            "train_time_s": round(self.train_time_s, 3),
+            "loss_curve": self.curve,
+        }
+
+
+def train(
+    model: nn.Module,
+    step_loss: Callable[[int], torch.Tensor],
+    evaluate: Callable[[], tuple[float, float]],
+    config: TrainConfig,
+) -> TrainResult:
+    """`step_loss(step)` returns the training loss of a fresh batch; `evaluate()` returns the
+    evaluation (loss, accuracy) in eval mode. Evaluates every `eval_every` steps."""
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    result = TrainResult()
+    since_best, running, seen = 0, 0.0, 0
+    start = time.perf_counter()
+    step = 0
+    while step < config.max_steps:
+        model.train()
+        loss = step_loss(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        running, seen = running + loss.item(), seen + 1
+        if step % config.eval_every and step < config.max_steps:
+            continue
+        model.eval()
+        with torch.no_grad():
+            eval_loss, accuracy = evaluate()
+        result.curve.append(
+            {"step": step, "train_loss": running / seen, "eval_loss": eval_loss, "accuracy": accuracy}
+        )
+        running, seen = 0.0, 0
+        if not math.isfinite(eval_loss):
+            result.stopped_by = "diverged"
+            break
+        if eval_loss < result.best_loss:
+            result.best_loss, result.best_accuracy, result.best_step = eval_loss, accuracy, step
+            since_best = 0
+        else:
+            since_best += 1
+        if eval_loss <= config.stop_loss:
+            result.stopped_by = "stop_loss"
+            break
+        if since_best >= config.patience:
+            result.stopped_by = "patience"
+            break
+    else:
+        result.stopped_by = "max_steps"
+    result.steps = step
+    result.train_time_s = time.perf_counter() - start
+    return result

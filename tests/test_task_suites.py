@@ -1,0 +1,170 @@
+"""Task suites: the [task] table, the cases it makes, the capacity and MQAR tables, and the
+commands end to end on a tiny retrieval suite."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pandas as pd
+import pytest
+
+from attnbench.cli import _shard, main
+from attnbench.errors import UserError
+from attnbench.report.task_tables import capacity, capacity_table, mqar_table, task_name
+from attnbench.results import load_results
+from attnbench.suites import load_suite
+
+
+def write(tmp_path, text: str, name: str = "t.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+RETRIEVAL = """
+    [suite]
+    timeout_s = 120
+    [task]
+    name = "retrieval"
+    setting = [1, 2]
+    S = [4, 6]
+    d_key = 8
+    max_steps = 100
+    eval_every = 50
+    [sweep]
+    variants = ["softmax.sdpa", "linear.elu", "lowrank.nystrom"]
+    threads = [1]
+    [params."linear.elu"]
+    norm = "sum"
+"""
+
+
+def test_task_sets_the_shape_and_mode_of_each_case(tmp_path):
+    cases = load_suite(str(write(tmp_path, RETRIEVAL))).cases()
+    assert len(cases) == 3 * 2 * 2
+    for case in cases:
+        task = dict(case.task)
+        assert task["name"] == "retrieval" and case.mode == "fwd+bwd" and case.causal
+        assert (case.batch, case.heads, case.d_head) == (32, 1, 8)
+        assert case.seq_len == task["S"] * task["setting"]  # S pairs, or 2S in setting 2
+
+
+def test_points_vary_together(tmp_path):
+    suite = load_suite(
+        str(
+            write(
+                tmp_path,
+                """
+                [task]
+                name = "mqar"
+                points = [{seq_len = 64, pairs = 4}, {seq_len = 128, pairs = 8}]
+                lr = [1e-3, 3e-3]
+                [sweep]
+                variants = ["softmax.sdpa"]
+                """,
+            )
+        )
+    )
+    shapes = sorted((c.seq_len, dict(c.task)["pairs"], dict(c.task)["lr"]) for c in suite.cases())
+    assert shapes == [(64, 4, 1e-3), (64, 4, 3e-3), (128, 8, 1e-3), (128, 8, 3e-3)]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('name = "retreival"', "did you mean 'retrieval'"),
+        ('name = "retrieval"\nQ = [4]', "no parameter 'Q'"),
+        ('name = "retrieval"\nsetting = 3', "setting must be 1"),
+        ('name = "mqar"\nseq_len = 8\npairs = 4', "need seq_len"),
+        ('name = "mqar"\npoints = [{seq_len = 64, pairs = 4}]\npairs = 2', "set both"),
+        ("S = 4", "needs name"),
+    ],
+)
+def test_task_table_mistakes_are_one_line_errors(tmp_path, body, message):
+    path = write(tmp_path, f"[task]\n{body}\n[sweep]\nvariants = ['softmax.sdpa']\n")
+    with pytest.raises(UserError, match=message) as info:
+        load_suite(str(path)).cases()
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_task_suite_may_not_sweep_what_the_task_fixes(tmp_path):
+    path = write(
+        tmp_path, "[task]\nname = 'retrieval'\n[sweep]\nvariants = ['softmax.sdpa']\nseq_len = [64]\n"
+    )
+    with pytest.raises(UserError, match="seq_len is set by the task"):
+        load_suite(str(path))
+
+
+def test_shard_splits_cases_without_overlap():
+    cases = list(range(10))
+    parts = [_shard(cases, f"{i}/3") for i in range(3)]
+    assert sorted(x for part in parts for x in part) == cases
+    with pytest.raises(UserError, match="expected I/N"):
+        _shard(cases, "3/3")
+
+
+def test_capacity_is_the_largest_s_retrieved():
+    assert capacity({8: 1e-4, 16: 5e-3, 24: 0.2, 32: 0.3}, 0.01) == 16
+    assert capacity({8: 1e-4, 16: 0.02, 24: 1e-3, 32: 0.3}, 0.01) == 24  # a stalled run at 16
+    assert capacity({8: 0.5, 16: 0.3}, 0.01) is None
+    assert capacity({8: 1e-4, 16: math.nan}, 0.01) == 8  # a case that did not run is no success
+
+
+def _rows(**columns) -> pd.DataFrame:
+    return pd.DataFrame(columns)
+
+
+def test_capacity_table_puts_d_dot_and_capacity_beside_the_losses():
+    df = _rows(
+        label=["linear.elu"] * 3 + ["softmax.sdpa"] * 3,
+        status=["ok"] * 5 + ["oom"],
+        **{"task.S": [8, 16, 24] * 2, "task.name": ["retrieval"] * 6},
+        best_loss=[1e-4, 2e-3, 0.3, 1e-4, 1e-4, None],
+        d_dot=[16.0] * 3 + [None] * 3,
+    )
+    assert task_name(df) == "retrieval"
+    table = capacity_table(df, 0.01).set_index("label")
+    assert table.loc["linear.elu", "d_dot"] == 16 and table.loc["softmax.sdpa", "d_dot"] == "unbounded"
+    assert table.loc["linear.elu", "capacity (loss<0.01)"] == "16"
+    assert table.loc["softmax.sdpa", "capacity (loss<0.01)"] == "16"
+    assert table.loc["softmax.sdpa", "S=24"] == "oom"
+    assert capacity_table(df, 1.0).set_index("label").loc["linear.elu", "capacity (loss<1)"] == "24"
+
+
+def test_mqar_table_keeps_the_best_learning_rate():
+    df = _rows(
+        label=["softmax.sdpa"] * 3,
+        status=["ok", "ok", "error"],
+        **{"task.seq_len": [64, 64, 64], "task.pairs": [4, 4, 4], "task.lr": [1e-3, 3e-3, 1e-2]},
+        accuracy=[0.5, 0.9, None],
+    )
+    table = mqar_table(df)
+    assert table.loc[0, "L=64,D=4"] == "0.900 (lr 0.003)"
+
+
+def test_run_then_show_prints_the_capacity_table(tmp_path, capsys):
+    suite, out = write(tmp_path, RETRIEVAL), tmp_path / "r.jsonl"
+    assert main(["run", "--suite", str(suite), "-o", str(out), "--executor", "inline"]) == 0
+    df = load_results(out)
+    assert (df.loc[df["variant"] == "lowrank.nystrom", "status"] == "unsupported").all()
+    assert (df.loc[df["variant"] != "lowrank.nystrom", "status"] == "ok").all()
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "show",
+                str(out),
+                "--format",
+                "md",
+                "--where",
+                "task.setting=1",
+                "--plot",
+                str(tmp_path / "c.png"),
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "capacity (loss<0.01)" in text and "| linear.elu[norm=sum]" in text and "unbounded" in text
+    assert (tmp_path / "c.png").stat().st_size > 0

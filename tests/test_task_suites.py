@@ -11,7 +11,7 @@ import pytest
 
 from attnbench.cli import _shard, main
 from attnbench.errors import UserError
-from attnbench.report.task_tables import capacity, capacity_table, mqar_table, task_name
+from attnbench.report.task_tables import capacity, capacity_table, crossing, mqar_table, task_name
 from attnbench.results import load_results
 from attnbench.suites import load_suite
 
@@ -109,6 +109,12 @@ def test_capacity_is_the_largest_s_retrieved():
     assert capacity({8: 1e-4, 16: 0.02, 24: 1e-3, 32: 0.3}, 0.01) == 24  # a stalled run at 16
     assert capacity({8: 0.5, 16: 0.3}, 0.01) is None
     assert capacity({8: 1e-4, 16: math.nan}, 0.01) == 8  # a case that did not run is no success
+
+
+def test_crossing_interpolates_log_loss_between_capacity_and_the_next_s():
+    assert crossing({8: 1e-3, 16: 1e-1}, 0.01) == pytest.approx(12.0)
+    assert crossing({8: 1e-3, 16: 1e-3}, 0.01) is None  # never crosses within the sweep
+    assert crossing({8: 0.5}, 0.01) is None
 
 
 def _rows(**columns) -> pd.DataFrame:

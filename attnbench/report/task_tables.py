@@ -37,11 +37,25 @@ def capacity(losses: dict[int, float], threshold: float) -> int | None:
     return max(held) if held else None
 
 
+def crossing(losses: dict[int, float], threshold: float) -> float | None:
+    """Where the loss curve crosses `threshold` past the capacity: log-loss interpolated
+    linearly in S between the capacity and the next swept S, so two variants that hold the
+    same grid point still order by how close they came. None without a crossing."""
+    cap = capacity(losses, threshold)
+    later = sorted(s for s in losses if cap is not None and s > cap and losses[s] == losses[s])
+    if cap is None or not later:
+        return None
+    s0, s1 = cap, later[0]
+    y0, y1, y = math.log(losses[s0]), math.log(losses[s1]), math.log(threshold)
+    return s0 + (s1 - s0) * (y - y0) / (y1 - y0)
+
+
 def capacity_table(
     df: pd.DataFrame, threshold: float = CAPACITY_THRESHOLD, *, raw: bool = False
 ) -> pd.DataFrame:
     """Rows: variant (and setting, d_key, device when they vary); columns: d_dot, capacity,
-    then S=… holding the best evaluation loss (or the status when the case did not run)."""
+    the interpolated crossing, then S=… holding the best evaluation loss (or the status when
+    the case did not run)."""
     keys = _row_keys(df, ["task.setting", "task.d_key", "device", "dtype"])
     rows = []
     for key, group in df.groupby(keys, dropna=False, sort=True):
@@ -63,6 +77,8 @@ def capacity_table(
         row[f"capacity (loss<{threshold:g})"] = (
             cap if raw else (str(cap) if cap is not None else f"<{smallest}")
         )
+        cross = crossing(losses, threshold)
+        row["crossing S"] = cross if raw else ("" if cross is None else f"{cross:.1f}")
         rows.append(row)
     table = pd.DataFrame(rows)
     s_cols = sorted((c for c in table.columns if c.startswith("S=")), key=lambda c: int(c[2:]))

@@ -104,11 +104,11 @@ def test_shard_splits_cases_without_overlap():
         _shard(cases, "3/3")
 
 
-def test_capacity_is_the_largest_s_retrieved():
+def test_capacity_is_where_the_loss_stops_staying_under_the_threshold():
     assert capacity({8: 1e-4, 16: 5e-3, 24: 0.2, 32: 0.3}, 0.01) == 16
-    assert capacity({8: 1e-4, 16: 0.02, 24: 1e-3, 32: 0.3}, 0.01) == 24  # a stalled run at 16
-    assert capacity({8: 0.5, 16: 0.3}, 0.01) is None
-    assert capacity({8: 1e-4, 16: math.nan}, 0.01) == 8  # a case that did not run is no success
+    assert capacity({8: 1e-4, 16: 0.02, 24: 1e-3, 32: 0.3}, 0.01) == 8  # a later success does not count
+    assert capacity({8: 0.5, 16: 1e-4}, 0.01) is None
+    assert capacity({8: 1e-4, 16: math.nan, 24: 1e-4}, 0.01) == 8  # a case that did not run is no success
 
 
 def test_crossing_interpolates_log_loss_between_capacity_and_the_next_s():

@@ -30,17 +30,21 @@ def _row_keys(df: pd.DataFrame, candidates: list[str]) -> list[str]:
 
 
 def capacity(losses: dict[int, float], threshold: float) -> int | None:
-    """The largest S whose best loss is under `threshold` (a case that did not run counts as
-    not retrieved); None if no S is. Near the limit, training can stall at one S and succeed
-    at the next: the largest success is what the memory can hold."""
-    held = [s for s, loss in losses.items() if loss < threshold]  # NaN compares False
-    return max(held) if held else None
+    """The largest S up to which the best loss stays under `threshold`: every swept S up to
+    it is retrieved (a case that did not run is not). None if the smallest S already fails.
+    A success past a failure (training noise near the limit) does not extend it."""
+    held = None
+    for s in sorted(losses):
+        if not losses[s] < threshold:  # NaN compares False
+            break
+        held = s
+    return held
 
 
 def crossing(losses: dict[int, float], threshold: float) -> float | None:
-    """Where the loss curve crosses `threshold` past the capacity: log-loss interpolated
-    linearly in S between the capacity and the next swept S, so two variants that hold the
-    same grid point still order by how close they came. None without a crossing."""
+    """Where the loss curve first crosses `threshold`: log-loss interpolated linearly in S
+    between the capacity and the next swept S, so two variants that hold the same grid point
+    still order by how close they came. None without a crossing."""
     cap = capacity(losses, threshold)
     later = sorted(s for s in losses if cap is not None and s > cap and losses[s] == losses[s])
     if cap is None or not later:

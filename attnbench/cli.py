@@ -194,6 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
     from attnbench.report.table import LEGEND, metric, pivot, rich_table, status_counts
+    from attnbench.report.task_tables import CAPACITY_THRESHOLD
     from attnbench.results import load_results
     from attnbench.runner.sweep import check_output, default_mem_limit, default_results_path, run_sweep
     from attnbench.suites import load_suite
@@ -236,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     df = load_results(out)
     df = df[df["case_id"].isin({c.id for c in cases})]
     if suite.task and not args.metric:
-        _print_task_table(df, suite.task["name"][0], "table", title=suite.name)
+        _print_task_table(df, suite.task.name, "table", CAPACITY_THRESHOLD, title=suite.name)
     else:
         console.print(rich_table(pivot(df, show), f"{suite.name}: {metric(show).title}"))
         console.print(f"[dim]{LEGEND}[/]")
@@ -260,7 +261,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     df = _where(df, args.where)
     task = task_name(df)
     if task and args.metric is None:
-        _print_task_table(df, task, args.format, threshold=args.threshold, unsupported=args.all)
+        _print_task_table(df, task, args.format, args.threshold, unsupported=args.all)
         if args.plot and task == "retrieval":
             from attnbench.report.figures import plot_capacity
 
@@ -295,12 +296,11 @@ def _shard(cases: list, spec: str) -> list:
 
 
 def _print_task_table(
-    df, task: str, fmt: str, *, title: str = "", threshold: float | None = None, unsupported: bool = False
+    df, task: str, fmt: str, threshold: float, *, title: str = "", unsupported: bool = False
 ) -> None:
     from attnbench.report.table import rich_table, status_counts
-    from attnbench.report.task_tables import CAPACITY_THRESHOLD, TITLES, task_table
+    from attnbench.report.task_tables import TITLES, task_table
 
-    threshold = CAPACITY_THRESHOLD if threshold is None else threshold
     table = task_table(df, task, threshold=threshold, raw=fmt == "csv", unsupported=unsupported)
     heading = f"{title + ': ' if title else ''}{TITLES[task]}"
     if fmt == "csv":

@@ -91,6 +91,15 @@ DEFAULT_AXES: dict[str, list[Any]] = {
 
 
 @dataclass(frozen=True)
+class TaskGrid:
+    """A suite's [task]: the task's name and, for each point of its grid, the task's
+    parameters and the case shape they fix (expanded and checked once, when parsed)."""
+
+    name: str
+    points: tuple[tuple[dict[str, Any], dict[str, int]], ...]
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     path: Path
@@ -102,7 +111,7 @@ class Suite:
     sweeps: tuple[dict[str, list[Any]], ...] = ()
     params: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     limits: dict[str, dict[str, float]] = field(default_factory=dict)
-    task: dict[str, list[Any]] | None = None  # name and the task's swept parameters
+    task: TaskGrid | None = None
     text: str = ""
 
     def cases(
@@ -136,21 +145,11 @@ class Suite:
         """The case itself, or one case per point of the task's grid, shaped by the task."""
         if self.task is None:
             return [case]
-        task = get_task(self.task["name"][0])
-        names = sorted(k for k in self.task if k not in ("name", "points"))
-        out = []
-        for point, values in itertools.product(
-            self.task.get("points", [{}]), itertools.product(*(self.task[n] for n in names))
-        ):
-            params = {**dict(zip(names, values, strict=True)), **point}
-            try:
-                shape = task.shape(params)
-            except UserError as e:
-                raise UserError(f"{self._where('task')}: {e}") from None
-            out.append(
-                dataclasses.replace(case, **shape, mode="fwd+bwd", task=freeze({"name": task.name, **params}))
-            )
-        return out
+        name = self.task.name
+        return [
+            dataclasses.replace(case, **shape, mode="fwd+bwd", task=freeze({"name": name, **params}))
+            for params, shape in self.task.points
+        ]
 
     def _param_grid(self, cls) -> list[dict[str, Any]]:
         swept = {}
@@ -263,9 +262,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         for sweep in sweeps:
             fixed = sorted(set(sweep) & set(TASK_AXES))
             if fixed:
-                raise fail(
-                    fixed[0], f"{fixed[0]} is set by the task {task['name'][0]!r}: remove it from [sweep]"
-                )
+                raise fail(fixed[0], f"{fixed[0]} is set by the task {task.name!r}: remove it from [sweep]")
             sweep.setdefault("causal", [True])
     params = {}
     for pattern, values in data.get("params", {}).items():
@@ -301,29 +298,26 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     )
 
 
-def _parse_task(table: Any, fail) -> dict[str, list[Any]]:
-    """[task]: `name` and the task's parameters, each a value or a list of values (swept)."""
+def _parse_task(table: Any, fail) -> TaskGrid:
+    """[task]: `name` and the task's parameters, each a value or a list of values (swept), and
+    `points`, tables of parameters that vary together; expanded to the task's grid."""
     if not isinstance(table, dict) or not isinstance(table.get("name"), str):
         raise fail("task", '[task] needs name = "<task>" (e.g. "retrieval")')
     try:
         task = get_task(table["name"])
     except UserError as e:
         raise fail("name", str(e)) from None
-    swept = {k: v if isinstance(v, list) else [v] for k, v in table.items() if k != "name"}
-    points = swept.get("points", [])
-    if not all(isinstance(p, dict) and p for p in points):
+    swept = {k: v if isinstance(v, list) else [v] for k, v in table.items() if k not in ("name", "points")}
+    points = table.get("points", [{}])  # no points: one empty point, the swept grid alone
+    if "points" in table and not (
+        isinstance(points, list) and points and all(isinstance(p, dict) and p for p in points)
+    ):
         raise fail("points", "[task] points must be a list of tables, e.g. [{seq_len = 64, pairs = 4}]")
     for point in points:
         clash = sorted(set(point) & set(swept))
         if clash:
             raise fail("points", f"task parameter {clash[0]!r} is set both in points and on its own")
-        try:
-            task.resolve_params(point)
-        except UserError as e:
-            raise fail("points", str(e)) from None
-    for key, values in swept.items():
-        if key == "points":
-            continue
+    for key, values in swept.items():  # each value alone first, so an error names its line
         if not values:
             raise fail(key, f"task parameter {key!r} is empty")
         try:
@@ -331,7 +325,15 @@ def _parse_task(table: Any, fail) -> dict[str, list[Any]]:
                 task.resolve_params({key: v})
         except UserError as e:
             raise fail(key, str(e)) from None
-    return {"name": [task.name], **swept}
+    names = sorted(swept)
+    grid = []
+    for point, values in itertools.product(points, itertools.product(*(swept[n] for n in names))):
+        params = {**dict(zip(names, values, strict=True)), **point}
+        try:
+            grid.append((params, task.shape(params)))
+        except UserError as e:
+            raise fail("points" if point else "task", str(e)) from None
+    return TaskGrid(task.name, tuple(grid))
 
 
 def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:

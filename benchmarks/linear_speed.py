@@ -62,11 +62,8 @@ def main() -> int:
     executor = make_executor("subprocess", settings, timeout_s=600, mem_limit=None, log_path=None)
     rows = []
     out = args.output or Path(__file__).parent / "results" / f"linear_speed-{args.device}.json"
-    save = lambda: out.write_text(
-        json.dumps(
-            {"machine": machine_env(), "args": vars(args) | {"output": str(out)}, "rows": rows}, indent=1
-        )
-    )
+    header = {"machine": machine_env(), "args": vars(args) | {"output": str(out)}}
+    save = lambda: out.write_text(json.dumps({**header, "rows": rows}, indent=1))
     for name, params in [(n, ()) for n in SOFTMAX] + LINEAR:
         if not REGISTRY.get(name).available(args.device):
             continue

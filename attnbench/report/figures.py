@@ -11,6 +11,7 @@ import pandas as pd
 
 from attnbench.errors import UserError
 from attnbench.report.table import ROW_AXES, hide_unsupported, metric
+from attnbench.report.task_tables import d_dot_of
 
 
 def scaling_exponent(n: np.ndarray, y: np.ndarray) -> float | None:
@@ -26,11 +27,9 @@ def scaling_exponent(n: np.ndarray, y: np.ndarray) -> float | None:
 
 def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str | None = None) -> Path:
     """Write a PNG or SVG (by suffix) of `name` against seq_len; returns the path."""
-    import matplotlib
     import matplotlib.ticker
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     m = metric(name)
     ok = hide_unsupported(df)
@@ -84,11 +83,7 @@ def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title
     """Retrieval results as the fast-weight paper's Fig. 2: best evaluation loss against the
     number of stored pairs S, one line per variant (d_dot in the legend), the capacity
     threshold dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     ok = df[(df["status"] == "ok") & df["best_loss"].notna()] if "best_loss" in df else df.iloc[0:0]
     if ok.empty:
         raise UserError("no ok retrieval results to plot")
@@ -96,8 +91,8 @@ def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title
     colors = plt.get_cmap("tab10").colors
     for i, (label, group) in enumerate(ok.groupby("label", sort=True)):
         group = group.sort_values("task.S")
-        d_dot = group["d_dot"].dropna() if "d_dot" in group else pd.Series(dtype=float)
-        suffix = f"  (d_dot {int(d_dot.iloc[0])})" if len(d_dot) else ""
+        d_dot = d_dot_of(group)
+        suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
         ax.plot(group["task.S"], group["best_loss"], "-o", color=colors[i % 10], label=label + suffix, ms=4)
     ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
     devices = ", ".join(sorted(str(d) for d in ok["device_name"].dropna().unique()))
@@ -108,10 +103,19 @@ def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title
     return _save(fig, ax, path)
 
 
-def _save(fig, ax, path: str | Path) -> Path:
-    """Grid, legend, tight layout; write PNG or SVG (by suffix) and close the figure."""
+def _pyplot():
+    """matplotlib.pyplot on the file-only backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, ax, path: str | Path) -> Path:
+    """Grid, legend, tight layout; write PNG or SVG (by suffix) and close the figure."""
+    plt = _pyplot()
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -29,6 +29,12 @@ def _row_keys(df: pd.DataFrame, candidates: list[str]) -> list[str]:
     return ["label"] + [c for c in candidates if c in df and df[c].nunique(dropna=False) > 1]
 
 
+def d_dot_of(group: pd.DataFrame) -> int | None:
+    """The d_dot a variant's results record (one per variant), or None (no fixed-size memory)."""
+    d_dot = group["d_dot"].dropna() if "d_dot" in group else ()
+    return int(d_dot.iloc[0]) if len(d_dot) else None
+
+
 def capacity(losses: dict[int, float], threshold: float) -> int | None:
     """The largest S up to which the best loss stays under `threshold`: every swept S up to
     it is retrieved (a case that did not run is not). None if the smallest S already fails.
@@ -46,7 +52,7 @@ def crossing(losses: dict[int, float], threshold: float) -> float | None:
     between the capacity and the next swept S, so two variants that hold the same grid point
     still order by how close they came. None without a crossing."""
     cap = capacity(losses, threshold)
-    later = sorted(s for s in losses if cap is not None and s > cap and losses[s] == losses[s])
+    later = sorted(s for s in losses if cap is not None and s > cap and not math.isnan(losses[s]))
     if cap is None or not later:
         return None
     s0, s1 = cap, later[0]
@@ -65,11 +71,9 @@ def capacity_table(
     for key, group in df.groupby(keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(keys, key, strict=True))
-        d_dot = group["d_dot"].dropna() if "d_dot" in group else pd.Series(dtype=float)
-        if len(d_dot):
-            row["d_dot"] = int(d_dot.iloc[0])
-        else:  # no fixed-size memory (a softmax KV cache grows with S), or never ran
-            row["d_dot"] = None if raw else "unbounded" if (group["status"] == "ok").any() else "—"
+        row["d_dot"] = d_dot_of(group)
+        if row["d_dot"] is None and not raw:  # no fixed-size memory (a softmax KV cache), or never ran
+            row["d_dot"] = "unbounded" if (group["status"] == "ok").any() else "—"
         losses = {}
         for _, r in group.sort_values("task.S").iterrows():
             s = int(r["task.S"])
@@ -94,10 +98,9 @@ def mqar_table(df: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
     """Rows: variant (and d_model when it varies); columns: L=…,D=… holding the held-out query
     accuracy, the best over the swept learning rates (the Zoology protocol)."""
     keys = _row_keys(df, ["task.d_model", "device", "dtype"])
-    done = df[df["status"] == "ok"]
     cells = {}
     for key, group in df.groupby([*keys, "task.seq_len", "task.pairs"], dropna=False, sort=True):
-        ok = done.loc[done.index.intersection(group.index)]
+        ok = group[group["status"] == "ok"]
         if len(ok):
             best = ok.loc[ok["accuracy"].idxmax()]
             cell = best["accuracy"] if raw else f"{best['accuracy']:.3f} (lr {best['task.lr']:g})"

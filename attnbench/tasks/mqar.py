@@ -25,7 +25,14 @@ from attnbench.inputs import torch_dtype
 from attnbench.registry import Variant
 from attnbench.tasks import Task, register_task
 from attnbench.tasks.model import DecoderLM
-from attnbench.tasks.training import TRAIN_COUNTS, TRAIN_DEFAULTS, TrainConfig, run_seed, train
+from attnbench.tasks.training import (
+    TRAIN_COUNTS,
+    TRAIN_DEFAULTS,
+    TrainConfig,
+    attention_metrics,
+    run_seed,
+    train,
+)
 
 IGNORE = -100
 
@@ -140,7 +147,7 @@ class MQAR(Task):
             asked = data.targets != IGNORE
             return model.logits(hidden[asked]).float(), data.targets[asked]
 
-        def step_loss(step: int) -> torch.Tensor:
+        def step_loss() -> torch.Tensor:
             logits, targets = query_logits(sample(p["batch"], train_gen).to(case.device))
             return F.cross_entropy(logits, targets)
 
@@ -155,9 +162,5 @@ class MQAR(Task):
             return loss_sum / total, correct / total
 
         result = train(model, step_loss, evaluate, TrainConfig.from_params(p))
-        metrics = {"seq_len": p["seq_len"], "pairs": p["pairs"], "d_model": p["d_model"], **result.metrics()}
-        d_dot = layers[0].d_dot()
-        if d_dot is not None:
-            metrics["d_dot"] = d_dot
-        metrics["resolved_params"] = dict(layers[0].hparams)
-        return metrics
+        shape = {"seq_len": p["seq_len"], "pairs": p["pairs"], "d_model": p["d_model"]}
+        return {**shape, **result.metrics(), **attention_metrics(layers[0])}

@@ -30,7 +30,14 @@ from attnbench.errors import UserError
 from attnbench.inputs import torch_dtype
 from attnbench.registry import Variant
 from attnbench.tasks import Task, register_task
-from attnbench.tasks.training import TRAIN_COUNTS, TRAIN_DEFAULTS, TrainConfig, run_seed, train
+from attnbench.tasks.training import (
+    TRAIN_COUNTS,
+    TRAIN_DEFAULTS,
+    TrainConfig,
+    attention_metrics,
+    run_seed,
+    train,
+)
 
 SETTINGS = (1, 2)
 EVAL_TOKENS = 1 << 18  # tokens per evaluation chunk: bounds memory at large S (one-hot values are L×S)
@@ -173,7 +180,7 @@ class Retrieval(Task):
         train_gen = torch.Generator().manual_seed(seed + 1)
         eval_gen = torch.Generator().manual_seed(seed + 2)
 
-        def step_loss(step: int) -> torch.Tensor:
+        def step_loss() -> torch.Tensor:
             batch = sample_batch(setting, n_keys, p["batch"], train_gen).to(case.device)
             return retrieval_loss(model(batch), batch.target)
 
@@ -190,9 +197,10 @@ class Retrieval(Task):
             return loss_sum / rows, correct / rows
 
         result = train(model, step_loss, evaluate, TrainConfig.from_params(p))
-        metrics = {"setting": setting, "S": n_keys, "d_key": p["d_key"], **result.metrics()}
-        d_dot = layer.d_dot()
-        if d_dot is not None:
-            metrics["d_dot"] = d_dot
-        metrics["resolved_params"] = dict(layer.hparams)
-        return metrics
+        return {
+            "setting": setting,
+            "S": n_keys,
+            "d_key": p["d_key"],
+            **result.metrics(),
+            **attention_metrics(layer),
+        }

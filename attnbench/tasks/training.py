@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from attnbench.cases import Case
+from attnbench.registry import Variant
 
 # every training task's parameters: defaults, and those that must be positive integers
 TRAIN_DEFAULTS = {
@@ -33,6 +34,16 @@ TRAIN_COUNTS = ("batch", "eval_every", "patience", "max_steps")
 # parameters that say when to stop and how much to evaluate, not what to train: they do not
 # change the seed
 NOT_SEEDED = ("eval_every", "patience", "stop_loss", "max_steps", "eval_sequences", "eval_examples")
+
+
+def attention_metrics(layer: Variant) -> dict[str, Any]:
+    """What a task records of the attention layer it trained: its resolved parameters and,
+    for a fixed-size memory, d_dot."""
+    metrics: dict[str, Any] = {"resolved_params": dict(layer.hparams)}
+    d_dot = layer.d_dot()
+    if d_dot is not None:
+        metrics["d_dot"] = d_dot
+    return metrics
 
 
 def run_seed(case: Case, params: Mapping[str, Any]) -> int:
@@ -51,14 +62,17 @@ def run_seed(case: Case, params: Mapping[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 1e-3
-    eval_every: int = 100
-    patience: int = 10  # evaluations without improvement before stopping
-    stop_loss: float = 1e-3  # an evaluation loss at or below this ends the run
-    max_steps: int = 100_000
+    """The optimiser and the stopping rule, read from a task's resolved parameters (their
+    defaults are TRAIN_DEFAULTS)."""
+
+    lr: float
+    eval_every: int
+    patience: int  # evaluations without improvement before stopping
+    stop_loss: float  # an evaluation loss at or below this ends the run
+    max_steps: int
 
     @classmethod
-    def from_params(cls, p: dict[str, Any]) -> TrainConfig:
+    def from_params(cls, p: Mapping[str, Any]) -> TrainConfig:
         return cls(
             lr=float(p["lr"]),
             eval_every=int(p["eval_every"]),
@@ -92,12 +106,13 @@ class TrainResult:
 
 def train(
     model: nn.Module,
-    step_loss: Callable[[int], torch.Tensor],
+    step_loss: Callable[[], torch.Tensor],
     evaluate: Callable[[], tuple[float, float]],
     config: TrainConfig,
 ) -> TrainResult:
-    """`step_loss(step)` returns the training loss of a fresh batch; `evaluate()` returns the
-    evaluation (loss, accuracy) in eval mode. Evaluates every `eval_every` steps."""
+    """`step_loss()` returns the training loss of a fresh batch; `evaluate()` returns the
+    evaluation (loss, accuracy) in eval mode. Evaluates every `eval_every` steps. The training
+    loss is summed on the device and read at evaluations only: no host sync per step."""
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     result = TrainResult()
     since_best, running, seen = 0, 0.0, 0
@@ -105,19 +120,19 @@ def train(
     step = 0
     while step < config.max_steps:
         model.train()
-        loss = step_loss(step)
+        loss = step_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
-        running, seen = running + loss.item(), seen + 1
+        running, seen = running + loss.detach().double(), seen + 1  # float64, as a Python sum
         if step % config.eval_every and step < config.max_steps:
             continue
         model.eval()
         with torch.no_grad():
             eval_loss, accuracy = evaluate()
         result.curve.append(
-            {"step": step, "train_loss": running / seen, "eval_loss": eval_loss, "accuracy": accuracy}
+            {"step": step, "train_loss": float(running) / seen, "eval_loss": eval_loss, "accuracy": accuracy}
         )
         running, seen = 0.0, 0
         if not math.isfinite(eval_loss):

@@ -13,17 +13,14 @@ from torch import nn
 
 from attnbench.cases import Case, Shape
 from attnbench.errors import Unsupported
-from attnbench.registry import Variant, register
+from attnbench.registry import register
+from attnbench.variants.lowrank.common import LowRankAttention
 
 
 @register("lowrank.linformer")
-class Linformer(Variant):
+class Linformer(LowRankAttention):
     """Linformer: softmax(Q (E K)ᵀ/√d) (F V), learned E, F of k × max_len; non-causal."""
 
-    family: ClassVar[str] = "lowrank"
-    reference: ClassVar[str] = "softmax"
-    approximates: ClassVar[bool] = True
-    causal_modes: ClassVar[tuple[bool, ...]] = (False,)
     params: ClassVar[Mapping[str, Any]] = {"k": 256, "max_len": 4096}
     flops_formula: ClassVar[str] = "8·B·H·N·k·D (E K, F V, Q K'ᵀ, P V'); fwd+bwd 3×"
 

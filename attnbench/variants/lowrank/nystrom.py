@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from attnbench.cases import Shape
 from attnbench.errors import Unsupported, UserError
-from attnbench.registry import Variant, register
+from attnbench.registry import register
+from attnbench.variants.lowrank.common import LowRankAttention
 
 
 def iterative_pinv(a: torch.Tensor, iters: int) -> torch.Tensor:
@@ -36,13 +37,9 @@ def landmarks(x: torch.Tensor, m: int) -> torch.Tensor:
 
 
 @register("lowrank.nystrom")
-class Nystromformer(Variant):
+class Nystromformer(LowRankAttention):
     """Nyströmformer: m segment-mean landmarks, iterative pseudo-inverse; non-causal."""
 
-    family: ClassVar[str] = "lowrank"
-    reference: ClassVar[str] = "softmax"
-    approximates: ClassVar[bool] = True
-    causal_modes: ClassVar[tuple[bool, ...]] = (False,)
     params: ClassVar[Mapping[str, Any]] = {"landmarks": 64, "pinv": "iterative", "iters": 6}
     flops_formula: ClassVar[str] = "B·H·(8·N·m·D + 4·m²·D + iters·8·m³); fwd+bwd 3×"
 

@@ -82,6 +82,13 @@ def build_parser() -> Parser:
     )
     p.add_argument("--plugin", action="append", default=[], help="import MODULE's variants too (repeatable)")
     p.add_argument("--metric", help="metric of the summary table (default: the suite's `show`)")
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        metavar="PATH",
+        help="text for language-model tasks instead of the standard library's source: a directory, "
+        "a file, or WikiText's wiki.train.raw (wiki.valid.raw beside it)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("show", help="print a results file as a table", formatter_class=RichHelpFormatter)
@@ -102,7 +109,11 @@ def build_parser() -> Parser:
     p.add_argument("--format", choices=["table", "csv", "md"], default="table", help="output format")
     p.add_argument("--all", action="store_true", help="also show variants that could not run at all")
     p.add_argument(
-        "--plot", type=Path, metavar="FILE", help="also draw the metric against N (log-log) to FILE"
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="also draw the results to FILE (.png or .svg): the metric against N (log-log), "
+        "loss against S (retrieval), perplexity against evaluation length (extrapolation)",
     )
     p.add_argument(
         "--where",
@@ -205,6 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
     if args.timeout is not None:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
+    if args.corpus is not None:
+        suite = _with_corpus(suite, args.corpus)
     show = metric(args.metric or suite.show).column
     cases = suite.cases(only=args.only, device=args.device)
     if args.shard:
@@ -266,8 +279,14 @@ def cmd_show(args: argparse.Namespace) -> int:
             from attnbench.report.figures import plot_capacity
 
             err.print(f"figure: {plot_capacity(df, args.plot, threshold=args.threshold)}")
+        elif args.plot and task == "extrapolation":
+            from attnbench.report.figures import plot_extrapolation
+
+            err.print(f"figure: {plot_extrapolation(df, args.plot)}")
         elif args.plot:
-            raise UserError(f"--plot draws retrieval and benchmark results, not {task} results")
+            raise UserError(
+                f"--plot draws benchmark, retrieval and extrapolation results, not {task} results"
+            )
         return 0
     m = metric(args.metric or "latency_ms")
     table = pivot(df, m.column, raw=args.format == "csv", unsupported=args.all)
@@ -286,6 +305,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         title = m.title.split(" (")[0] + (f" ({', '.join(args.where)})" if args.where else "")
         err.print(f"figure: {plot_vs_seq_len(df, m.column, args.plot, title=title)}")
     return 0
+
+
+def _with_corpus(suite, path: Path):
+    """The suite with its task reading `path` (absolute, so a results row names the text)."""
+    from attnbench.tasks import get_task
+
+    if suite.task is None or "corpus" not in get_task(suite.task.name).params:
+        raise UserError(f"--corpus: suite {suite.name!r} has no language-model task to read a corpus")
+    if not path.exists():
+        raise UserError(f"--corpus {path}: no such file or directory")
+    return dataclasses.replace(suite, task=suite.task.with_param("corpus", str(path.resolve())))
 
 
 def _shard(cases: list, spec: str) -> list:

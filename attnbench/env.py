@@ -14,6 +14,12 @@ from typing import Any
 import torch
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
+CACHE_ENV = "ATTNBENCH_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where attnbench keeps what it can recompute: calibrations, trained checkpoints."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "attnbench")
 
 
 def _version(dist: str) -> str | None:

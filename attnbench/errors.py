@@ -15,3 +15,19 @@ class UserError(Exception):
 
 class Unsupported(Exception):
     """A variant cannot run this case; recorded as status `unsupported` with the message."""
+
+
+def is_oom(e: BaseException) -> bool:
+    """A failure to allocate memory, on any device."""
+    import torch  # here, so that importing the errors stays light
+
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(e)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line of a result: its type and the first line of its message."""
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}"[:500]

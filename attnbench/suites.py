@@ -98,6 +98,17 @@ class TaskGrid:
     name: str
     points: tuple[tuple[dict[str, Any], dict[str, int]], ...]
 
+    def with_param(self, key: str, value: Any) -> TaskGrid:
+        """Every point with the task parameter `key` set to `value` (a command-line override,
+        e.g. `run --corpus`); a UserError if the task has no such parameter."""
+        task = get_task(self.name)
+        points = []
+        for params, _ in self.points:
+            params = {**params, key: value}
+            task.resolve_params(params)
+            points.append((params, task.shape(params)))
+        return TaskGrid(self.name, tuple(points))
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -317,14 +328,21 @@ def _parse_task(table: Any, fail) -> TaskGrid:
         clash = sorted(set(point) & set(swept))
         if clash:
             raise fail("points", f"task parameter {clash[0]!r} is set both in points and on its own")
-    for key, values in swept.items():  # each value alone first, so an error names its line
+    for key, values in swept.items():
         if not values:
             raise fail(key, f"task parameter {key!r} is empty")
-        try:
-            for v in values:
+    # each value alone first, so an error names its line; a value that is wrong only against the
+    # defaults of the others (sliding_stride beyond the default seq_len) is checked in the grid
+    context = {**{k: v[0] for k, v in swept.items()}, **points[0]}
+    for key, values in swept.items():
+        for v in values:
+            try:
                 task.resolve_params({key: v})
-        except UserError as e:
-            raise fail(key, str(e)) from None
+            except UserError as e:
+                try:
+                    task.resolve_params({**context, key: v})
+                except UserError:
+                    raise fail(key, str(e)) from None
     names = sorted(swept)
     grid = []
     for point, values in itertools.product(points, itertools.product(*(swept[n] for n in names))):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from attnbench import env
 from attnbench.cases import Case
 from attnbench.measure import calibrate
 from attnbench.measure.settings import MeasureSettings
@@ -13,7 +14,7 @@ from attnbench.runner.execute import execute
 
 @pytest.fixture
 def fake_machine(monkeypatch, tmp_path):
-    monkeypatch.setenv(calibrate.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(env.CACHE_ENV, str(tmp_path))
     calls = []
     monkeypatch.setattr(
         calibrate, "measure_matmul", lambda d, dtype, t: calls.append(("mm", dtype, t)) or 1e11 * t

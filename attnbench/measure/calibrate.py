@@ -13,18 +13,11 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
-from attnbench.env import cpu_model, device_name
+from attnbench.env import cache_dir, cpu_model, device_name
 from attnbench.measure.timing import time_fn
-
-CACHE_ENV = "ATTNBENCH_CACHE_DIR"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "attnbench")
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pandas as pd
 
 from attnbench.errors import UserError
 from attnbench.report.table import ROW_AXES, hide_unsupported, metric
-from attnbench.report.task_tables import d_dot_of
+from attnbench.report.task_tables import d_dot_of, eval_rows
 
 
 def scaling_exponent(n: np.ndarray, y: np.ndarray) -> float | None:
@@ -100,6 +100,34 @@ def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title
     ax.set_xlabel(f"stored pairs S  ({devices})" if devices else "stored pairs S")
     ax.set_ylabel("best evaluation loss (0.5·squared error)")
     ax.set_title(title or "associative retrieval: loss vs number of stored pairs")
+    return _save(fig, ax, path)
+
+
+def plot_extrapolation(df: pd.DataFrame, path: str | Path, *, title: str | None = None) -> Path:
+    """Extrapolation results as the ALiBi paper's Fig. 1: validation perplexity against the
+    evaluation length (log-x), one line per arm (non-overlapping windows solid, sliding dashed),
+    the training length marked."""
+    plt = _pyplot()
+    ev = eval_rows(df)
+    ok = ev[ev["status"] == "ok"] if "ppl" in ev else ev.iloc[0:0]
+    if ok.empty:
+        raise UserError("no ok extrapolation results to plot")
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colors = plt.get_cmap("tab10").colors
+    for i, (arm, group) in enumerate(ok.groupby("arm", sort=False)):
+        for mode, part in group.groupby("mode", sort=True):
+            part = part.sort_values("length")
+            style = "-o" if mode == "windows" else "--s"
+            label = arm if mode == "windows" else f"{arm}, {mode}"
+            ax.plot(part["length"], part["ppl"], style, color=colors[i % 10], label=label, ms=4)
+    for length in sorted(ok["train_len"].dropna().unique()):
+        ax.axvline(length, color="grey", ls=":", lw=1.2, label=f"training length {int(length)}")
+    devices = ", ".join(sorted(str(d) for d in df["device_name"].dropna().unique()))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"evaluation length, bytes  ({devices})" if devices else "evaluation length, bytes")
+    ax.set_ylabel("validation perplexity (per byte)")
+    ax.set_title(title or "length extrapolation: perplexity vs evaluation length")
     return _save(fig, ax, path)
 
 

@@ -1,5 +1,6 @@
 """Tables of task results: the retrieval capacity table (variant × S, best loss, capacity next
-to d_dot) and the MQAR table (variant × (L, D), accuracy, best over learning rates)."""
+to d_dot), the MQAR table (variant × (L, D), accuracy, best over learning rates) and the
+extrapolation table (arm × evaluation length, perplexity)."""
 
 from __future__ import annotations
 
@@ -116,9 +117,76 @@ def mqar_table(df: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
     return table[keys + grid].fillna("").rename(columns=lambda c: c.removeprefix("task."))
 
 
+def arm_of(row: pd.Series) -> str:
+    """An extrapolation arm: the variant with its parameters, and the LM's input scheme when the
+    task (not the variant) set one."""
+    position = row.get("task.position")
+    extra = f" + {position} input" if isinstance(position, str) and position not in ("", "none") else ""
+    return f"{row['label']}{extra}"
+
+
+def eval_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (case, evaluation length, mode) of extrapolation results: arm, seq_len
+    (training length), length, factor, mode, status, ppl, bpb, … (a case that did not run
+    gives one row holding its status)."""
+    rows = []
+    for _, r in df.iterrows():
+        base = {
+            "arm": arm_of(r),
+            "case_id": r["case_id"],
+            "train_len": r.get("task.seq_len"),
+            "device": r.get("device"),
+            "dtype": r.get("dtype"),
+        }
+        evals = r.get("evals")
+        if r["status"] != "ok" or not isinstance(evals, list):
+            rows.append({**base, "status": r["status"], "reason": r.get("error")})
+            continue
+        for e in evals:
+            rows.append(
+                {**base, **{k: v for k, v in e.items() if k != "bucket_loss"}, "reason": e.get("reason")}
+            )
+    return pd.DataFrame(rows)
+
+
+def _ppl_cell(ppl: float) -> str:
+    return f"{ppl:.2f}" if ppl < 1000 else f"{ppl:.3g}"
+
+
+def extrapolation_table(df: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
+    """Rows: arm (and training length, mode, device when they vary); columns: perplexity at each
+    evaluation length ("N (k×)"), then the ratio of the longest to the training length."""
+    ev = eval_rows(df)
+    keys = ["arm"] + [c for c in ("train_len", "mode", "device", "dtype") if c in ev and ev[c].nunique() > 1]
+    rows = []
+    for key, group in ev.groupby(keys, dropna=False, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(keys, key, strict=True))
+        ppl_at = {}
+        for _, e in group.sort_values("length", na_position="first").iterrows():
+            if pd.isna(e.get("length")):
+                row["status"] = e["status"]
+                continue
+            column = f"{int(e['length'])} ({e['factor']:g}×)"
+            ok = e["status"] == "ok"
+            if ok:
+                ppl_at[e["factor"]] = e["ppl"]
+            row[column] = (e["ppl"] if raw else _ppl_cell(e["ppl"])) if ok else e["status"]
+        if 1 in ppl_at and len(ppl_at) > 1:
+            longest = max(ppl_at)
+            ratio = ppl_at[longest] / ppl_at[1]
+            row[f"{longest:g}× / 1×"] = ratio if raw else f"{ratio:.2f}"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    lengths = sorted((c for c in table.columns if c.endswith("×)")), key=lambda c: int(c.split()[0]))
+    rest = [c for c in table.columns if c not in keys and c not in lengths]
+    return table[keys + lengths + rest].fillna("")
+
+
 TITLES = {
     "retrieval": "best evaluation loss by S (0.5·squared error), and capacity",
     "mqar": "MQAR held-out query accuracy (best over learning rates)",
+    "extrapolation": "validation perplexity (bytes) by evaluation length, trained at 1×",
 }
 
 
@@ -137,4 +205,6 @@ def task_table(
         return capacity_table(df, threshold, raw=raw)
     if task == "mqar":
         return mqar_table(df, raw=raw)
+    if task == "extrapolation":
+        return extrapolation_table(df, raw=raw)
     raise UserError(f"no table for task {task!r}")

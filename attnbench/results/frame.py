@@ -26,6 +26,7 @@ CASE_COLUMNS = [
     "threads",
 ]
 ENV_COLUMNS = ["device_name", "torch", "git_revision", "hostname"]
+NESTED_KEPT = ("evals",)  # list metrics kept as one object column (a task's per-length results)
 
 
 def flatten(rec: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
     for k, v in (case.get("task") or {}).items():
         row[f"task.{k}"] = v
     for k, v in rec.get("metrics", {}).items():
-        if not isinstance(v, (dict, list)):
+        if not isinstance(v, (dict, list)) or k in NESTED_KEPT:
             row[k] = v
     row["flags"] = ",".join(rec.get("flags", []))
     row["wall_s"] = rec.get("wall_s")

@@ -14,7 +14,7 @@ import torch
 from attnbench import reference
 from attnbench.cases import Case
 from attnbench.env import case_env
-from attnbench.errors import Unsupported, UserError
+from attnbench.errors import Unsupported, UserError, is_oom, one_line
 from attnbench.inputs import case_seed, make_qkv, randn, torch_dtype
 from attnbench.measure import compile_guard
 from attnbench.measure.calibrate import ceilings
@@ -192,15 +192,3 @@ def _speed_metrics(
             if ceil.copy_bytes_per_s:
                 m["pct_peak_bw"] = 100 * min_bytes / timing.median_s / ceil.copy_bytes_per_s
     return m
-
-
-def is_oom(e: BaseException) -> bool:
-    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(e)
-    return "can't allocate memory" in text or "out of memory" in text.lower()
-
-
-def one_line(e: BaseException) -> str:
-    first = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {first}"[:500]

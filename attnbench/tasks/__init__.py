@@ -55,7 +55,7 @@ class Task:
 TASK_AXES = ("batch", "heads", "seq_len", "d_head", "mode")  # fixed by a task, not swept
 T = TypeVar("T", bound=type[Task])
 TASKS: dict[str, type[Task]] = {}
-MODULES = ("attnbench.tasks.retrieval", "attnbench.tasks.mqar")
+MODULES = ("attnbench.tasks.retrieval", "attnbench.tasks.mqar", "attnbench.tasks.extrapolation")
 
 
 def register_task(name: str) -> Callable[[T], T]:

@@ -1,16 +1,65 @@
 """A small decoder-only language model around any registered attention variant.
 
 Pre-norm blocks (attention, then an MLP, each added to the residual stream), tied token
-embeddings, optional learned absolute positions. Plain PyTorch, in the spirit of nanoGPT.
+embeddings, and an optional absolute positional scheme added to the token embeddings
+(sinusoidal, or a learned table of `max_len` positions, past which the model is `Unsupported`).
+Schemes that act inside attention (RoPE, score biases) belong to the variant. Plain PyTorch,
+in the spirit of nanoGPT.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnbench import positions
+from attnbench.cases import Case
+from attnbench.errors import Unsupported, UserError
 from attnbench.registry import Variant
+from attnbench.tasks import Task
+
+INPUT_SCHEMES = ("none", "sinusoidal", "learned")  # the schemes added to the token embeddings
+
+
+class DecoderTask(Task):
+    """A task whose model is a DecoderLM: `d_model`, `heads`, `seq_len` and `batch` parameters
+    set the case's shape."""
+
+    @classmethod
+    def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        p = super().resolve_params(given)
+        if p["d_model"] % p["heads"]:
+            raise UserError(f"task {cls.name}: d_model {p['d_model']} is not divisible by heads {p['heads']}")
+        return p
+
+    @classmethod
+    def shape(cls, params: Mapping[str, Any]) -> dict[str, int]:
+        p = cls.resolve_params(params)
+        return {
+            "batch": p["batch"],
+            "heads": p["heads"],
+            "seq_len": p["seq_len"],
+            "d_head": p["d_model"] // p["heads"],
+        }
+
+
+def attention_builder(
+    variant: type[Variant], case: Case, p: Mapping[str, Any], params: Mapping[str, Any] | None = None
+) -> Callable[[], Variant]:
+    """Builds one layer's variant for the task parameters `p` (its heads and width) with the
+    case's variant parameters (or `params`), checked against the case."""
+
+    def build() -> Variant:
+        given = case.param_dict if params is None else params
+        layer = variant(heads=p["heads"], d_head=p["d_model"] // p["heads"], **given)
+        layer.check(case)
+        return layer
+
+    return build
 
 
 class SelfAttention(nn.Module):
@@ -46,7 +95,8 @@ class Block(nn.Module):
 
 
 class DecoderLM(nn.Module):
-    """`make_attention()` builds each layer's variant (heads and d_head already chosen)."""
+    """`make_attention()` builds each layer's variant (heads and d_head already chosen);
+    `position` is the input scheme (INPUT_SCHEMES), `max_len` the learned table's length."""
 
     def __init__(
         self,
@@ -55,22 +105,45 @@ class DecoderLM(nn.Module):
         vocab: int,
         d_model: int,
         layers: int,
+        position: str = "none",
         max_len: int | None = None,
+        scale_embeddings: bool = False,
     ) -> None:
         super().__init__()
+        if position not in INPUT_SCHEMES:
+            raise UserError(f"input positions must be one of {', '.join(INPUT_SCHEMES)}, not {position!r}")
+        if position == "learned" and not max_len:
+            raise UserError("learned positions need max_len, the length of their table")
+        self.position, self.max_len = position, max_len
+        # √d_model on the token embeddings (Vaswani et al.; fairseq's LMs, which the ALiBi paper
+        # used): tokens and sinusoids then have comparable scale at the input
+        self.embed_scale = d_model**0.5 if scale_embeddings else 1.0
         self.embed = nn.Embedding(vocab, d_model)
-        self.positions = nn.Embedding(max_len, d_model) if max_len else None
+        self.positions = nn.Embedding(max_len, d_model) if position == "learned" else None
         self.blocks = nn.ModuleList(Block(make_attention(), d_model) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         if self.positions is not None:
             nn.init.normal_(self.positions.weight, std=0.02)
 
+    @property
+    def attention_layers(self) -> list[Variant]:
+        return [block.mix.attention for block in self.blocks]
+
+    def check(self, length: int) -> None:
+        """Unsupported when the input scheme cannot place `length` positions."""
+        if self.position == "learned" and length > self.max_len:
+            raise Unsupported(f"learned positions end at {self.max_len}; cannot embed {length}")
+
     def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, N) token ids -> (B, N, d_model) final hidden states."""
-        x = self.embed(tokens)
+        length = tokens.shape[1]
+        self.check(length)
+        x = self.embed(tokens) * self.embed_scale
         if self.positions is not None:
-            x = x + self.positions(torch.arange(tokens.shape[1], device=tokens.device))
+            x = x + self.positions(torch.arange(length, device=tokens.device))
+        elif self.position == "sinusoidal":
+            x = x + positions.sinusoidal(length, x.shape[-1]).to(x)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)

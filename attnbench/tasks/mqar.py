@@ -23,8 +23,8 @@ from attnbench.cases import Case
 from attnbench.errors import UserError
 from attnbench.inputs import torch_dtype
 from attnbench.registry import Variant
-from attnbench.tasks import Task, register_task
-from attnbench.tasks.model import DecoderLM
+from attnbench.tasks import register_task
+from attnbench.tasks.model import DecoderLM, DecoderTask, attention_builder
 from attnbench.tasks.training import (
     TRAIN_COUNTS,
     TRAIN_DEFAULTS,
@@ -73,7 +73,7 @@ def sample_mqar(
 
 
 @register_task("mqar")
-class MQAR(Task):
+class MQAR(DecoderTask):
     """Multi-query associative recall: D pairs, each key queried once later (Zoology)."""
 
     params: ClassVar[Mapping[str, Any]] = {
@@ -107,35 +107,20 @@ class MQAR(Task):
             raise UserError(f"task mqar: {p['pairs']} pairs need seq_len ≥ {4 * p['pairs']} (4·D)")
         if p["vocab"] // 2 <= p["pairs"] + 1:
             raise UserError(f"task mqar: vocab {p['vocab']} is too small for {p['pairs']} distinct keys")
-        if p["d_model"] % p["heads"]:
-            raise UserError(f"task mqar: d_model {p['d_model']} is not divisible by heads {p['heads']}")
         return p
-
-    @classmethod
-    def shape(cls, params: Mapping[str, Any]) -> dict[str, int]:
-        p = cls.resolve_params(params)
-        return {
-            "batch": p["batch"],
-            "heads": p["heads"],
-            "seq_len": p["seq_len"],
-            "d_head": p["d_model"] // p["heads"],
-        }
 
     @classmethod
     def run(cls, variant: type[Variant], case: Case, params: dict[str, Any]) -> dict[str, Any]:
         p = params
         seed = run_seed(case, p)
         torch.manual_seed(seed)
-        layers = []
-
-        def make_attention() -> Variant:
-            layer = variant(heads=p["heads"], d_head=p["d_model"] // p["heads"], **case.param_dict)
-            layer.check(case)
-            layers.append(layer)
-            return layer
-
         model = DecoderLM(
-            make_attention, vocab=p["vocab"], d_model=p["d_model"], layers=p["layers"], max_len=p["seq_len"]
+            attention_builder(variant, case, p),
+            vocab=p["vocab"],
+            d_model=p["d_model"],
+            layers=p["layers"],
+            position="learned",
+            max_len=p["seq_len"],
         ).to(case.device, torch_dtype(case.dtype))
         sample = lambda n, gen: sample_mqar(p["vocab"], p["seq_len"], p["pairs"], n, gen, a=p["power_a"])
         train_gen = torch.Generator().manual_seed(seed + 1)
@@ -163,4 +148,4 @@ class MQAR(Task):
 
         result = train(model, step_loss, evaluate, TrainConfig.from_params(p))
         shape = {"seq_len": p["seq_len"], "pairs": p["pairs"], "d_model": p["d_model"]}
-        return {**shape, **result.metrics(), **attention_metrics(layers[0])}
+        return {**shape, **result.metrics(), **attention_metrics(model.attention_layers[0])}

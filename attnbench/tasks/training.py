@@ -33,7 +33,19 @@ TRAIN_DEFAULTS = {
 TRAIN_COUNTS = ("batch", "eval_every", "patience", "max_steps")
 # parameters that say when to stop and how much to evaluate, not what to train: they do not
 # change the seed
-NOT_SEEDED = ("eval_every", "patience", "stop_loss", "max_steps", "eval_sequences", "eval_examples")
+NOT_SEEDED = (
+    "eval_every",
+    "patience",
+    "stop_loss",
+    "max_steps",
+    "eval_sequences",
+    "eval_examples",
+    "eval_factor",
+    "eval_tokens",
+    "sliding_stride",
+    "eval_batch_tokens",
+    "curve_tokens",
+)
 
 
 def attention_metrics(layer: Variant) -> dict[str, Any]:
@@ -70,16 +82,33 @@ class TrainConfig:
     patience: int  # evaluations without improvement before stopping
     stop_loss: float  # an evaluation loss at or below this ends the run
     max_steps: int
+    warmup: int = 0  # steps of linear learning-rate warm-up
+    cosine: bool = False  # then decay the learning rate to 10 % along a cosine to max_steps
+    clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> TrainConfig:
+        """The schedule and clipping are optional parameters (a task without them trains at a
+        constant rate, unclipped)."""
         return cls(
             lr=float(p["lr"]),
             eval_every=int(p["eval_every"]),
             patience=int(p["patience"]),
             stop_loss=float(p["stop_loss"]),
             max_steps=int(p["max_steps"]),
+            warmup=int(p.get("warmup", 0)),
+            cosine=bool(p.get("cosine", False)),
+            clip=float(p.get("clip", 0.0)),
         )
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate at `step` (0-based) as a fraction of `lr`."""
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if not self.cosine:
+            return 1.0
+        progress = (step - self.warmup) / max(1, self.max_steps - self.warmup)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 @dataclass
@@ -114,6 +143,7 @@ def train(
     evaluation (loss, accuracy) in eval mode. Evaluates every `eval_every` steps. The training
     loss is summed on the device and read at evaluations only: no host sync per step."""
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, config.lr_factor)
     result = TrainResult()
     since_best, running, seen = 0, 0.0, 0
     start = time.perf_counter()
@@ -123,7 +153,10 @@ def train(
         loss = step_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if config.clip:
+            nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()
+        schedule.step()
         step += 1
         running, seen = running + loss.detach().double(), seen + 1  # float64, as a Python sum
         if step % config.eval_every and step < config.max_steps:

@@ -165,7 +165,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "devices": list(v.devices),
             "dtypes": list(v.dtypes),
             "modes": list(v.modes),
-            "recurrent": v.recurrent,
+            "decode_state": v.decode_state,
             "flops": v.flops_formula or None,
             "reference": v.reference or None,
         }
@@ -184,7 +184,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for col in ("name", "family", "params", "forms", "devices", "dtypes", *(f"runs on {d}" for d in shown)):
         table.add_column(col, overflow="fold")
     for r in rows:
-        forms = ["causal" if c else "full" for c in r["causal"]] + (["recurrent"] if r["recurrent"] else [])
+        forms = ["causal" if c else "full" for c in r["causal"]] + (
+            [f"decode ({r['decode_state']})"] if r["decode_state"] else []
+        )
         table.add_row(
             r["name"],
             r["family"],
@@ -279,10 +281,11 @@ def cmd_show(args: argparse.Namespace) -> int:
             from attnbench.report.figures import plot_capacity
 
             err.print(f"figure: {plot_capacity(df, args.plot, threshold=args.threshold)}")
-        elif args.plot and task == "extrapolation":
-            from attnbench.report.figures import plot_extrapolation
+        elif args.plot and task in ("extrapolation", "decode"):
+            from attnbench.report import figures
 
-            err.print(f"figure: {plot_extrapolation(df, args.plot)}")
+            draw = figures.plot_extrapolation if task == "extrapolation" else figures.plot_decode
+            err.print(f"figure: {draw(df, args.plot)}")
         elif args.plot:
             raise UserError(
                 f"--plot draws benchmark, retrieval and extrapolation results, not {task} results"

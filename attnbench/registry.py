@@ -66,7 +66,10 @@ class Variant(nn.Module):
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64", "bfloat16", "float16")
     modes: ClassVar[tuple[str, ...]] = ("fwd", "fwd+bwd")
-    recurrent: ClassVar[bool] = False  # has init_state/step for decoding
+    # what decoding carries between tokens (init_state/step): "" none, "constant" (a fixed-size
+    # recurrent state), "window" (the last w keys), "segments" (a segment and its memory),
+    # "cache" (every key so far: grows with the output)
+    decode_state: ClassVar[str] = ""
     compiled: ClassVar[bool] = False  # uses torch.compile: the harness guards recompilation
     reference: ClassVar[str] = ""  # key of its float64 oracle in attnbench.reference
     flops_formula: ClassVar[str] = ""  # the count `flops` implements, for `attnbench list`
@@ -145,15 +148,30 @@ class Variant(nn.Module):
             raise Unsupported(f"{self.name} does not support {case.dtype}")
         if case.causal not in self.causal_modes:
             raise Unsupported(f"{self.name} has no {'causal' if case.causal else 'non-causal'} form")
-        if case.mode not in self.modes:
+        if case.mode == "decode":
+            if not self.decode_state:
+                raise Unsupported(f"{self.name} has no decoding form (no recurrent state or cache)")
+        elif case.mode not in self.modes:
             raise Unsupported(f"{self.name} does not support mode {case.mode}")
 
-    # --- recurrent form (decoding) ------------------------------------------------------------
+    # --- decoding: one token at a time ---------------------------------------------------------
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> Any:
-        raise Unsupported(f"{self.name} has no recurrent form")
+        raise Unsupported(f"{self.name} has no decoding form (no recurrent state or cache)")
 
     def step(self, state: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        raise Unsupported(f"{self.name} has no recurrent form")
+        """One token per sequence: q, k, v (B, H, D) -> its output (B, H, D) and the state after it
+        (causal: the token reads itself and everything before it)."""
+        raise Unsupported(f"{self.name} has no decoding form (no recurrent state or cache)")
+
+    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """A prompt (B, H, P, D) -> its causal output and the state after it. Here token by
+        token; a variant with a faster way to build its state overrides this."""
+        state = self.init_state(q.shape[0], q.device, q.dtype)
+        outs = []
+        for t in range(q.shape[2]):
+            out, state = self.step(state, q[:, :, t], k[:, :, t], v[:, :, t])
+            outs.append(out)
+        return torch.stack(outs, 2), state
 
 
 _AVAILABILITY: dict[tuple[type, str], Availability] = {}

@@ -32,7 +32,7 @@ A suite with a `[task]` table trains its variants on a quality task instead of t
     # points = [{seq_len = 64, pairs = 4}, …]: parameters that vary together, not as a product
 
 The task fixes batch, heads, seq_len and d_head (a sweep may not set them); causal defaults
-to true and the mode is training ("fwd+bwd").
+to true and the mode is the task's (training: "fwd+bwd"; the decode task: "decode").
 
 Every mistake is reported as one `UserError` naming the file, the line and the key.
 """
@@ -156,9 +156,9 @@ class Suite:
         """The case itself, or one case per point of the task's grid, shaped by the task."""
         if self.task is None:
             return [case]
-        name = self.task.name
+        name, mode = self.task.name, get_task(self.task.name).mode
         return [
-            dataclasses.replace(case, **shape, mode="fwd+bwd", task=freeze({"name": name, **params}))
+            dataclasses.replace(case, **shape, mode=mode, task=freeze({"name": name, **params}))
             for params, shape in self.task.points
         ]
 

@@ -59,7 +59,7 @@ def test_list_json_describes_every_variant():
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     naive = next(r for r in rows if r["name"] == "softmax.naive")
-    assert naive["available_cpu"] and naive["family"] == "softmax" and naive["recurrent"] is False
+    assert naive["available_cpu"] and naive["family"] == "softmax" and naive["decode_state"] == "cache"
     eff = next(r for r in rows if r["name"] == "softmax.sdpa_efficient")
     assert not eff["available_cpu"] and eff["reason_cpu"]
 

@@ -244,7 +244,7 @@ def test_learned_parts_are_trained():
     module = layer("linear.t2r", dtype=torch.float32, rule="delta", norm="sum", k=8)
     q, k, v = qkv(dtype=torch.float32)
     module(q, k, v, causal=True).sum().backward()
-    for name in ("feature_map.proj.weight", "feature_map.proj.bias", "beta_weight", "beta_bias"):
+    for name in ("feature_map.weight", "feature_map.bias", "beta_weight", "beta_bias"):
         assert module.get_parameter(name).grad.abs().sum() > 0, name
     beta = module.learned_beta(k)
     assert beta.shape == (2, 2, 45) and ((beta > 0) & (beta < 1)).all()

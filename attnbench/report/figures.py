@@ -11,7 +11,7 @@ import pandas as pd
 
 from attnbench.errors import UserError
 from attnbench.report.table import ROW_AXES, hide_unsupported, metric
-from attnbench.report.task_tables import d_dot_of, eval_rows
+from attnbench.report.task_tables import d_dot_of, decode_rows, eval_rows
 
 
 def scaling_exponent(n: np.ndarray, y: np.ndarray) -> float | None:
@@ -129,6 +129,36 @@ def plot_extrapolation(df: pd.DataFrame, path: str | Path, *, title: str | None 
     ax.set_ylabel("validation perplexity (per byte)")
     ax.set_title(title or "length extrapolation: perplexity vs evaluation length")
     return _save(fig, ax, path)
+
+
+def plot_decode(df: pd.DataFrame, path: str | Path, *, title: str | None = None) -> Path:
+    """Decoding cost against output length (log-log): time per token on the left, the bytes
+    the state holds on the right, one line per variant and batch."""
+    plt = _pyplot()
+    rows = decode_rows(df)
+    ok = rows[rows["status"] == "ok"] if "ms_per_token" in rows else rows.iloc[0:0]
+    if ok.empty:
+        raise UserError("no ok decode results to plot")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8))
+    colors = plt.get_cmap("tab10").colors
+    for i, ((label, batch), group) in enumerate(ok.groupby(["label", "batch"], sort=True)):
+        group = group.sort_values("output_len")
+        name = f"{label}, B={int(batch)}"
+        left.plot(group["output_len"], group["ms_per_token"], "-o", color=colors[i % 10], label=name, ms=3)
+        right.plot(
+            group["output_len"], group["state_bytes"] / 2**20, "-o", color=colors[i % 10], label=name, ms=3
+        )
+    devices = ", ".join(sorted(str(d) for d in df["device_name"].dropna().unique()))
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"output length (tokens after the prompt; {devices})" if devices else "output length")
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_ylabel("time per generated token, ms")
+    right.set_ylabel("state or KV cache, MiB")
+    left.legend(fontsize=7, loc="best")
+    fig.suptitle(title or "decoding cost vs output length")
+    return _save(fig, right, path)
 
 
 def _pyplot():

@@ -1,6 +1,7 @@
 """Tables of task results: the retrieval capacity table (variant × S, best loss, capacity next
 to d_dot), the MQAR table (variant × (L, D), accuracy, best over learning rates) and the
-extrapolation table (arm × evaluation length, perplexity)."""
+extrapolation table (arm × evaluation length, perplexity) and the decode table (variant ×
+output length, time per token and state bytes, with the crossover against softmax)."""
 
 from __future__ import annotations
 
@@ -183,10 +184,117 @@ def extrapolation_table(df: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
     return table[keys + lengths + rest].fillna("")
 
 
+def decode_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (case, output length) of decode results: label, batch, output_len,
+    ms_per_token, tokens_per_s, state_bytes, … (a case that did not run: one row, its status)."""
+    rows = []
+    for _, r in df.iterrows():
+        base = {
+            "label": r["label"],
+            "batch": r.get("task.batch"),
+            "device": r.get("device"),
+            "dtype": r.get("dtype"),
+            "decode_state": r.get("decode_state"),
+            "status": r["status"],
+        }
+        points = r.get("points")
+        if r["status"] != "ok" or not isinstance(points, list):
+            rows.append({**base, "reason": r.get("error")})
+            continue
+        rows.extend({**base, **pt} for pt in points)
+    return pd.DataFrame(rows)
+
+
+def crossover(ours: dict[int, float], theirs: dict[int, float]) -> float | None:
+    """The output length from which `ours` (ms per token by output length) stays below
+    `theirs`, interpolated in log-log between the checkpoints around the crossing; 0 when it is
+    below from the start, None when it never gets there (or gets there and rises again)."""
+    lengths = sorted(set(ours) & set(theirs))
+    below = [ours[n] < theirs[n] for n in lengths]
+    if not lengths or not below[-1]:
+        return None
+    first = len(below) - below[::-1].index(False) if False in below else 0
+    if first == 0:
+        return 0
+    n0, n1 = lengths[first - 1], lengths[first]
+    d0 = math.log(ours[n0]) - math.log(theirs[n0])
+    d1 = math.log(ours[n1]) - math.log(theirs[n1])
+    frac = d0 / (d0 - d1) if d0 != d1 else 1.0
+    return math.exp(math.log(n0) + frac * (math.log(n1) - math.log(n0)))
+
+
+def decode_table(df: pd.DataFrame, *, raw: bool = False, reference: str = "softmax.sdpa") -> pd.DataFrame:
+    """Rows: variant × batch; columns: ms per token at each output length, the state's bytes at
+    the longest, and the output length from which the variant is cheaper per token than the
+    reference (softmax.sdpa's KV cache) at the same batch."""
+    ev = decode_rows(df)
+    keys = ["label", "batch"] + [c for c in ("device", "dtype") if c in ev and ev[c].nunique() > 1]
+    ok = ev[ev["status"] == "ok"] if "ms_per_token" in ev else ev.iloc[0:0]
+    ref = {}
+    for key, group in ok[ok["label"] == reference].groupby(keys[1:], dropna=False):
+        times = dict(zip(group["output_len"], group["ms_per_token"], strict=True))
+        ref[key if isinstance(key, tuple) else (key,)] = times
+    rows = []
+    for key, group in ev.groupby(keys, dropna=False, sort=False):
+        row = dict(zip(keys, key, strict=True))
+        row["state"] = group["decode_state"].iloc[0]
+        done = group[group["status"] == "ok"]
+        if done.empty or "ms_per_token" not in done:
+            row["status"] = group["status"].iloc[0]
+            rows.append(row)
+            continue
+        for _, pt in done.sort_values("output_len").iterrows():
+            row[f"T={int(pt['output_len'])}"] = pt["ms_per_token"] if raw else f"{pt['ms_per_token']:.3g}"
+        last = done.loc[done["output_len"].idxmax()]
+        mib = last["state_bytes"] / 2**20
+        row["state MiB"] = mib if raw else f"{mib:.3g}"
+        theirs = ref.get(tuple(key[1:]))
+        if theirs and row["label"] != reference:
+            cross = crossover(dict(zip(done["output_len"], done["ms_per_token"], strict=True)), theirs)
+            row[f"cheaper than {reference} from T"] = (
+                cross if raw else ("never" if cross is None else "start" if cross == 0 else f"{cross:.0f}")
+            )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    lengths = sorted((c for c in table.columns if c.startswith("T=")), key=lambda c: int(c[2:]))
+    rest = [c for c in table.columns if c not in keys and c not in lengths]
+    return table[keys + lengths + rest].fillna("")
+
+
+def convert_table(df: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
+    """Rows: the variant swapped in; columns: validation perplexity of the softmax source, right
+    after the swap, after finetuning and from scratch (as many steps in all), and finetuning's
+    tokens/s."""
+    columns = {
+        "ppl_source": "softmax source",
+        "ppl_swapped": "swapped",
+        "ppl_finetuned": "finetuned",
+        "ppl_scratch": "from scratch",
+        "finetune_tokens_per_s": "finetune tok/s",
+    }
+    rows = []
+    for _, r in df.iterrows():
+        row = {"label": r["label"]}
+        if r["status"] != "ok":
+            row["status"] = r["status"]
+        else:
+            for key, name in columns.items():
+                row[name] = (
+                    r[key] if raw else (f"{r[key]:.0f}" if key.endswith("per_s") else _ppl_cell(r[key]))
+                )
+            row["steps (pretrain + finetune = scratch)"] = (
+                f"{int(r['pretrain_steps'])} + {int(r['finetune_steps'])} = {int(r['scratch_steps'])}"
+            )
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
 TITLES = {
     "retrieval": "best evaluation loss by S (0.5·squared error), and capacity",
     "mqar": "MQAR held-out query accuracy (best over learning rates)",
     "extrapolation": "validation perplexity (bytes) by evaluation length, trained at 1×",
+    "decode": "milliseconds per generated token by output length T (after the prompt), state bytes",
+    "convert": "swap-then-finetune: validation perplexity at the training length",
 }
 
 
@@ -207,4 +315,8 @@ def task_table(
         return mqar_table(df, raw=raw)
     if task == "extrapolation":
         return extrapolation_table(df, raw=raw)
+    if task == "decode":
+        return decode_table(df, raw=raw)
+    if task == "convert":
+        return convert_table(df, raw=raw)
     raise UserError(f"no table for task {task!r}")

@@ -26,7 +26,7 @@ CASE_COLUMNS = [
     "threads",
 ]
 ENV_COLUMNS = ["device_name", "torch", "git_revision", "hostname"]
-NESTED_KEPT = ("evals",)  # list metrics kept as one object column (a task's per-length results)
+NESTED_KEPT = ("evals", "points")  # list metrics kept as one object column (per-length results)
 
 
 def flatten(rec: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class Task:
     description: ClassVar[str] = ""
     params: ClassVar[Mapping[str, Any]] = {}  # the task's parameters and their defaults
     counts: ClassVar[tuple[str, ...]] = ()  # parameters that must be positive integers
+    mode: ClassVar[str] = "fwd+bwd"  # the case mode: training, or "decode"
 
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,9 +54,22 @@ class Task:
 
 
 TASK_AXES = ("batch", "heads", "seq_len", "d_head", "mode")  # fixed by a task, not swept
+
+
+def case_shape(batch: int, heads: int, seq_len: int, d_head: int) -> dict[str, int]:
+    """What `Task.shape` returns: the case axes a task fixes."""
+    return {"batch": batch, "heads": heads, "seq_len": seq_len, "d_head": d_head}
+
+
 T = TypeVar("T", bound=type[Task])
 TASKS: dict[str, type[Task]] = {}
-MODULES = ("attnbench.tasks.retrieval", "attnbench.tasks.mqar", "attnbench.tasks.extrapolation")
+MODULES = (
+    "attnbench.tasks.retrieval",
+    "attnbench.tasks.mqar",
+    "attnbench.tasks.extrapolation",
+    "attnbench.tasks.decode",
+    "attnbench.tasks.convert",
+)
 
 
 def register_task(name: str) -> Callable[[T], T]:

@@ -59,6 +59,16 @@ def eval_lengths(seq_len: int, factor: int) -> list[int]:
     return [seq_len << k for k in range(factor.bit_length()) if 1 << k <= factor]
 
 
+def eval_point(p: Mapping[str, Any], length: int, stride: int | None) -> dict[str, Any]:
+    """What identifies one evaluation of a case: its length and mode."""
+    return {
+        "length": length,
+        "factor": length / p["seq_len"],
+        "mode": "windows" if stride is None else "sliding",
+        "stride": stride,
+    }
+
+
 def split_position(variant: type[Variant], params: Mapping[str, Any], task_position: str):
     """(the LM's input scheme, the variant's parameters): a variant `position` that is an
     input scheme moves to the LM; a task `position` must be one."""
@@ -137,6 +147,34 @@ class Extrapolation(DecoderTask):
     def run(cls, variant: type[Variant], case: Case, params: dict[str, Any]) -> dict[str, Any]:
         p = params
         corpus = cached_corpus(p["corpus"])
+        model, info = cls.trained_model(variant, case, p)
+        valid = as_tokens(corpus.valid[: p["eval_tokens"] + 1])
+        evals = [
+            cls.evaluate_at(model, case, p, valid, length, stride)
+            if info["stopped_by"] != "diverged"
+            else {
+                **eval_point(p, length, stride),
+                "status": "diverged",
+                "reason": f"training diverged by step {info['steps']}",
+            }
+            for stride in ([None, p["sliding_stride"]] if p["sliding_stride"] else [None])
+            for length in eval_lengths(p["seq_len"], p["eval_factor"])
+        ]
+        return {
+            "seq_len": p["seq_len"],
+            "input_position": model.position,
+            "corpus": corpus.source,
+            "corpus_sha256": corpus.sha256,
+            **info,
+            "evals": evals,
+            **attention_metrics(model.attention_layers[0]),
+        }
+
+    @classmethod
+    def trained_model(cls, variant: type[Variant], case: Case, p: dict[str, Any]) -> tuple[DecoderLM, dict]:
+        """The case's LM, trained for the budget or loaded from the checkpoint cache, and what
+        its training recorded (with `checkpoint`: trained | cached, and `checkpoint_key`)."""
+        corpus = cached_corpus(p["corpus"])
         input_scheme, variant_params = split_position(variant, case.param_dict, p["position"])
         seed = run_seed(case, p)
         torch.manual_seed(seed)
@@ -149,7 +187,6 @@ class Extrapolation(DecoderTask):
             max_len=p["seq_len"],
             scale_embeddings=True,
         ).to(case.device, torch.float64 if case.dtype == "float64" else torch.float32)
-        valid = as_tokens(corpus.valid[: p["eval_tokens"] + 1])
         key = checkpoint_key(
             {
                 "version": CHECKPOINT_VERSION,
@@ -169,21 +206,7 @@ class Extrapolation(DecoderTask):
             info["checkpoint"] = "trained"
         else:
             info["checkpoint"] = "cached"
-        evals = [
-            cls.evaluate_at(model, case, p, valid, length, stride)
-            for stride in ([None, p["sliding_stride"]] if p["sliding_stride"] else [None])
-            for length in eval_lengths(p["seq_len"], p["eval_factor"])
-        ]
-        return {
-            "seq_len": p["seq_len"],
-            "input_position": input_scheme,
-            "corpus": corpus.source,
-            "corpus_sha256": corpus.sha256,
-            "checkpoint_key": key,
-            **info,
-            "evals": evals,
-            **attention_metrics(model.attention_layers[0]),
-        }
+        return model, {**info, "checkpoint_key": key}
 
     @classmethod
     def fit(
@@ -250,12 +273,7 @@ class Extrapolation(DecoderTask):
         stride: int | None,
     ) -> dict[str, Any]:
         """One evaluation length and mode; what it cannot run is recorded, not raised."""
-        what = {
-            "length": length,
-            "factor": length / p["seq_len"],
-            "mode": "windows" if stride is None else "sliding",
-            "stride": stride,
-        }
+        what = eval_point(p, length, stride)
         try:
             model.check(length)
             for layer in model.attention_layers:

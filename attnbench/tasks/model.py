@@ -20,7 +20,7 @@ from attnbench import positions
 from attnbench.cases import Case
 from attnbench.errors import Unsupported, UserError
 from attnbench.registry import Variant
-from attnbench.tasks import Task
+from attnbench.tasks import Task, case_shape
 
 INPUT_SCHEMES = ("none", "sinusoidal", "learned")  # the schemes added to the token embeddings
 
@@ -39,12 +39,7 @@ class DecoderTask(Task):
     @classmethod
     def shape(cls, params: Mapping[str, Any]) -> dict[str, int]:
         p = cls.resolve_params(params)
-        return {
-            "batch": p["batch"],
-            "heads": p["heads"],
-            "seq_len": p["seq_len"],
-            "d_head": p["d_model"] // p["heads"],
-        }
+        return case_shape(p["batch"], p["heads"], p["seq_len"], p["d_model"] // p["heads"])
 
 
 def attention_builder(

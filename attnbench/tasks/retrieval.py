@@ -29,7 +29,7 @@ from attnbench.cases import Case
 from attnbench.errors import UserError
 from attnbench.inputs import torch_dtype
 from attnbench.registry import Variant
-from attnbench.tasks import Task, register_task
+from attnbench.tasks import Task, case_shape, register_task
 from attnbench.tasks.training import (
     TRAIN_COUNTS,
     TRAIN_DEFAULTS,
@@ -161,12 +161,7 @@ class Retrieval(Task):
     @classmethod
     def shape(cls, params: Mapping[str, Any]) -> dict[str, int]:
         p = cls.resolve_params(params)
-        return {
-            "batch": p["batch"],
-            "heads": 1,
-            "seq_len": sequence_length(p["setting"], p["S"]),
-            "d_head": p["d_key"],
-        }
+        return case_shape(p["batch"], 1, sequence_length(p["setting"], p["S"]), p["d_key"])
 
     @classmethod
     def run(cls, variant: type[Variant], case: Case, params: dict[str, Any]) -> dict[str, Any]:

@@ -120,18 +120,23 @@ class Favor(FeatureMap):
 
 
 class T2R(FeatureMap):
-    """φ(x) = relu(W x + b) with k learned features (Kasai et al. 2021, "T2R")."""
+    """φ(x) = relu(W_h x + b_h) with k learned features, W and b per head and shared by queries
+    and keys (Kasai et al. 2021, "T2R"). x is (B, H, N, D), or (B, H, D) for one token."""
 
-    def __init__(self, d_head: int, k: int) -> None:
+    def __init__(self, d_head: int, k: int, heads: int = 1) -> None:
         super().__init__(d_head)
         self.k = k
-        self.proj = nn.Linear(d_head, k)
-        nn.init.normal_(self.proj.weight, std=d_head**-0.5)
-        nn.init.uniform_(self.proj.bias, 0.0, 0.1)
+        self.weight = nn.Parameter(torch.randn(heads, k, d_head) * d_head**-0.5)
+        self.bias = nn.Parameter(torch.empty(heads, k).uniform_(0.0, 0.1))
 
     @property
     def d_dot(self) -> int:
         return self.k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(F.linear(x, self.proj.weight.to(x.dtype), self.proj.bias.to(x.dtype)))
+        heads = x.shape[1]
+        w = self.weight.to(x.dtype).expand(heads, -1, -1)
+        b = self.bias.to(x.dtype).expand(heads, -1)
+        if x.dim() == 3:  # one token per sequence
+            return F.relu(torch.einsum("bhd,hkd->bhk", x, w) + b)
+        return F.relu(torch.einsum("bhnd,hkd->bhnk", x, w) + b[:, None, :])

@@ -29,7 +29,7 @@ FORMS = ("chunk", "parallel", "recurrent")
 class LinearAttention(Variant):
     family: ClassVar[str] = "linear"
     reference: ClassVar[str] = "linear"
-    recurrent: ClassVar[bool] = True
+    decode_state: ClassVar[str] = "constant"
     base_params: ClassVar[dict[str, Any]] = {"rule": "sum", "norm": "attn", "form": "chunk", "chunk": 64}
     params: ClassVar[Mapping[str, Any]] = base_params
     flops_formula: ClassVar[str] = (

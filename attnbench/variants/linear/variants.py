@@ -67,6 +67,10 @@ class LinearT2R(LinearAttention):
     # float64 oracle: one feature's whole gradient flips, ~1e-3 of dq at small N
     error_scale: ClassVar[float] = 30.0
 
+    def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
+        super().__init__(heads=heads, d_head=d_head, **params)
+        self.feature_map = T2R(d_head, int(self.hparams["k"]), heads=heads)  # W, b per head
+
     @classmethod
     def make_feature_map(cls, d_head: int, params: Mapping[str, Any]) -> FeatureMap:
         return T2R(d_head, int(params["k"]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -22,6 +23,20 @@ from attnbench.positions import sinusoidal
 from attnbench.registry import Variant, register
 
 
+@dataclass(frozen=True)
+class XLState:
+    """Keys and values of tokens first … position − 1 (the memory and the current segment)."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    first: int
+    position: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
+
 @register("memory.xl")
 class TransformerXL(Variant):
     """Transformer-XL: segments of `segment` tokens reading a `memory` cache, relative positions."""
@@ -29,7 +44,7 @@ class TransformerXL(Variant):
     family: ClassVar[str] = "memory"
     reference: ClassVar[str] = "masked_softmax"
     causal_modes: ClassVar[tuple[bool, ...]] = (True,)
-    recurrent: ClassVar[bool] = False
+    decode_state: ClassVar[str] = "segments"
     params: ClassVar[Mapping[str, Any]] = {"segment": 256, "memory": 256}
     flops_formula: ClassVar[str] = (
         "per query 4·D·(keys read) + 2·D·(keys read) for the position term; fwd+bwd 3×"
@@ -86,6 +101,26 @@ class TransformerXL(Variant):
             scores = ((content + position) * scale).masked_fill(j > i, float("-inf"))
             outs.append(torch.softmax(scores, dim=-1) @ vs)
         return torch.cat(outs, dim=2)
+
+    # --- decoding: the current segment and the memory before it -------------------------------
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> XLState:
+        empty = torch.zeros(batch, self.heads, 0, self.d_head, device=device, dtype=dtype)
+        return XLState(empty, empty.clone(), first=0, position=0)
+
+    def step(self, state: XLState, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """Token n reads keys max(0, segment start − memory) … n, as in `forward`."""
+        n = state.position
+        first = max(0, (n // self.segment) * self.segment - self.memory)
+        drop = first - state.first  # a new segment began: forget what left the memory
+        keys = torch.cat([state.k[:, :, drop:], k[:, :, None]], dim=2)
+        values = torch.cat([state.v[:, :, drop:], v[:, :, None]], dim=2)
+        rel = self.relative(q.dtype, q.device, self.segment + self.memory)  # (H, span, D)
+        dist = n - torch.arange(first, n + 1, device=q.device)  # (keys,)
+        content = ((q + self.u.to(q.dtype)).unsqueeze(-2) @ keys.transpose(-1, -2)).squeeze(-2)
+        position = torch.einsum("bhd,hkd->bhk", q + self.v.to(q.dtype), rel[:, dist])
+        weights = torch.softmax((content + position) / math.sqrt(self.d_head), dim=-1)
+        out = (weights.unsqueeze(-2) @ values).squeeze(-2)
+        return out, XLState(keys, values, first=first, position=n + 1)
 
     def allowed(self):
         seg, mem = self.segment, self.memory

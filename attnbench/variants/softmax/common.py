@@ -14,6 +14,7 @@ from attnbench import positions
 from attnbench.cases import Case, Shape
 from attnbench.errors import UserError
 from attnbench.registry import Variant
+from attnbench.variants.decode_state import KVCache
 
 
 class SoftmaxAttention(Variant):
@@ -21,6 +22,7 @@ class SoftmaxAttention(Variant):
     reference: ClassVar[str] = "softmax"
     flops_formula: ClassVar[str] = "4·B·H·N²·D; causal ½; fwd+bwd 3×"
     params: ClassVar[Mapping[str, Any]] = {"position": "none"}
+    decode_state: ClassVar[str] = "cache"
     takes_bias: ClassVar[bool] = False  # its `attend` can add a score bias (bias schemes)
     bias_as_tensor: ClassVar[bool] = True  # False: `attend` applies the scheme itself (score_mod)
 
@@ -69,17 +71,18 @@ class SoftmaxAttention(Variant):
             bias = self.score_bias(q, k.shape[-2])
         return self.attend(q, k, v, causal=causal, bias=bias)
 
-    def place(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Apply an embedding or rotation scheme to q and k (queries are the last n_q keys)."""
+    def place(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply an embedding or rotation scheme to q and k: the keys sit at positions
+        offset … offset + n_k − 1 and the queries are the last n_q of them."""
         n_q, n_k = q.shape[-2], k.shape[-2]
         if self.position == "rope":
-            pos = torch.arange(n_k, device=q.device)
+            pos = torch.arange(offset, offset + n_k, device=q.device)
             return positions.rope(q, pos[n_k - n_q :]), positions.rope(k, pos)
         if self.scheme.applies == "embedding":
             if self.position == "sinusoidal":
-                table = positions.sinusoidal(n_k, q.shape[-1]).to(q)
+                table = positions.sinusoidal(offset + n_k, q.shape[-1])[offset:].to(q)
             else:
-                table = self.learned(n_k).to(q.dtype)
+                table = self.learned(offset + n_k)[offset:].to(q.dtype)
             return q + table[n_k - n_q :], k + table
         return q, k
 
@@ -100,6 +103,32 @@ class SoftmaxAttention(Variant):
 
     def attend(self, q, k, v, *, causal: bool, bias: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+    # --- decoding with a KV cache ------------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> KVCache:
+        return KVCache(batch, self.heads, self.d_head, device=device, dtype=dtype)
+
+    def step(self, state: KVCache, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """Place the token at position `state.length`, append its key and value, and read the
+        whole cache through this path's own `attend` (one query, no mask needed)."""
+        return self.extend(state, q[:, :, None], k[:, :, None], v[:, :, None])[0][:, :, 0], state
+
+    def prefill(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
+        state = self.init_state(q.shape[0], q.device, q.dtype)
+        return self.extend(state, q, k, v)
+
+    def extend(self, state: KVCache, q, k, v) -> tuple[torch.Tensor, KVCache]:
+        """t new tokens (B, H, t, D) after the cached ones: their causal output. Several tokens
+        at once (a prompt) only into an empty cache, where causal masking is the plain one."""
+        start, t = state.length, q.shape[-2]
+        if t > 1 and start:
+            raise ValueError("several tokens at once only into an empty cache")
+        q, k = self.place(q, k, offset=start)
+        state.append(k, v)
+        bias = None
+        if self.scheme.applies == "bias":
+            bias = self.score_bias(q, state.length, q_pos=torch.arange(start, start + t, device=q.device))
+        return self.attend(q, state.keys(), state.values(), causal=t > 1, bias=bias), state
 
     def oracle_kwargs(self) -> dict[str, Any]:
         """The float64 oracle applies the same scheme through a float64 twin of this variant."""

@@ -70,6 +70,13 @@ class FlexSoftmax(SoftmaxAttention):
 
     takes_bias = True  # as a score_mod: ALiBi (computed in the kernel, no N×N table)
     bias_as_tensor = False
+    decode_state = ""
+
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype):
+        raise Unsupported(
+            "FlexAttention compiles for each key length: decoding would recompile at every token "
+            "(it needs a static cache and a length mask)"
+        )
 
     def check(self, case: Case) -> None:
         super().check(case)

@@ -4,11 +4,13 @@ dense-mask SDPA) are mixed in by the registered variants."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
+from attnbench.variants.decode_state import RingCache
 from attnbench.variants.sparse.common import SparseAttention
 
 
@@ -16,11 +18,23 @@ class LocalWindow(SparseAttention):
     """Sliding window of `window` keys: causal j ∈ (i − w, i]; non-causal |i − j| < w."""
 
     params: ClassVar[Mapping[str, Any]] = {"window": 256}
+    decode_state: ClassVar[str] = "window"
 
     @classmethod
     def allowed(cls, params: Mapping[str, Any], *, n: int, device: str | torch.device = "cpu"):
         w = int(params["window"])
         return lambda i, j: (i - j).abs() < w
+
+    # --- decoding: the last w keys in a ring buffer (every local path decodes the same way) ---
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> RingCache:
+        return RingCache(
+            batch, self.heads, self.d_head, int(self.hparams["window"]), device=device, dtype=dtype
+        )
+
+    def step(self, state: RingCache, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        state.append(k[:, :, None], v[:, :, None])
+        scores = (q[:, :, None] @ state.keys().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        return (torch.softmax(scores, dim=-1) @ state.values())[:, :, 0], state
 
     @classmethod
     def pairs(cls, seq_len: int, *, causal: bool, params: Mapping[str, Any]) -> int:

@@ -169,3 +169,33 @@ window = 16
     text = capsys.readouterr().out
     assert "T=64" in text and "T=200" in text and "cheaper than softmax.sdpa from T" in text
     assert plot.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "variant, params, position",
+    [
+        ("softmax.sdpa", {"position": "rope"}, "none"),
+        ("softmax.naive", {"position": "alibi"}, "sinusoidal"),
+        ("linear.t2r", {"k": 8}, "learned"),
+        ("linear.elu", {"rule": "delta", "norm": "sum"}, "none"),
+        ("sparse.local", {"window": 4}, "none"),
+        ("memory.xl", {"segment": 5, "memory": 3}, "none"),
+    ],
+)
+def test_a_language_model_generates_the_logits_of_its_parallel_forward(variant, params, position):
+    from attnbench.tasks.model import DecoderLM
+
+    torch.manual_seed(0)
+    make = lambda: REGISTRY.get(variant)(heads=2, d_head=8, **params)
+    model = DecoderLM(
+        make, vocab=256, d_model=16, layers=2, position=position, max_len=32, scale_embeddings=True
+    )
+    model = model.double().eval()
+    tokens = torch.randint(256, (3, 17))
+    with torch.no_grad():
+        expected = model(tokens)
+        states, steps = model.init_state(3), []
+        for t in range(tokens.shape[1]):
+            logits, states = model.step(states, tokens[:, t], t)
+            steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), expected, rtol=1e-9, atol=1e-10)

@@ -309,3 +309,48 @@ position = ["learned", "alibi"]
     assert plot.stat().st_size > 0
     hashes = df["corpus_sha256"].dropna()
     assert len(hashes) == 2 and hashes.nunique() == 1 and len(hashes.iloc[0]) == 64
+
+
+def test_a_diverged_training_is_recorded_at_every_length(text_file):
+    task = {
+        **TINY,
+        "corpus": str(text_file),
+        "seq_len": 16,
+        "train_tokens": 50 * 8 * 16,
+        "lr": 1e6,
+        "clip": 0.0,
+        "warmup": 0,
+        "eval_every": 10,
+        "eval_factor": 2,
+        "eval_tokens": 128,
+    }
+    row = run_task(task, "linear.elu", {"rule": "delta", "norm": "attn"})
+    assert row["stopped_by"] == "diverged" and row["steps"] == 10
+    assert [(e["length"], e["status"]) for e in row["evals"]] == [(16, "diverged"), (32, "diverged")]
+    assert "diverged by step 10" in row["evals"][0]["reason"]
+
+
+def test_the_first_model_built_in_a_fresh_process_is_initialised_like_the_next(tmp_path):
+    """Nothing a case runs before its seeded initialisation (the SDPA backend probe on first
+    use) may draw from the global generator: a rerun would then start from other weights."""
+    import subprocess
+    import sys
+
+    script = """
+import torch
+from attnbench.cases import Case
+from attnbench.registry import REGISTRY
+from attnbench.tasks.model import DecoderLM
+sums = []
+for _ in range(2):
+    torch.manual_seed(0)
+    def make():
+        layer = REGISTRY.get("softmax.sdpa")(heads=2, d_head=8, position="alibi")
+        layer.check(Case("softmax.sdpa", (("position", "alibi"),), 2, 2, 16, 8, causal=True, mode="fwd+bwd"))
+        return layer
+    model = DecoderLM(make, vocab=256, d_model=16, layers=2)
+    sums.append(sum(float(p.double().sum()) for p in model.parameters()))
+print(sums[0] == sums[1], sums)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("True"), out

@@ -52,8 +52,9 @@ def measure_matmul(device: str, dtype: str, threads: int) -> float:
 
 
 def _matmul_rate(device: str, dtype: str, threads: int, n: int, *, min_run_time: float) -> float:
-    a = torch.randn(n, n, device=device).to(getattr(torch, dtype))
-    b = torch.randn(n, n, device=device).to(getattr(torch, dtype))
+    gen = torch.Generator().manual_seed(0)  # not the global generator: seeded runs follow
+    a = torch.randn(n, n, generator=gen).to(device=device, dtype=getattr(torch, dtype))
+    b = torch.randn(n, n, generator=gen).to(device=device, dtype=getattr(torch, dtype))
     timing = time_fn(lambda: torch.mm(a, b), device=device, threads=threads, min_run_time=min_run_time)
     return 2 * n**3 / timing.median_s
 

@@ -46,7 +46,7 @@ from attnbench.tasks.training import (
     train,
 )
 
-CHECKPOINT_VERSION = 1  # bump when the model or the training changes what a key stands for
+CHECKPOINT_VERSION = 2  # bump when the model or the training changes what a key stands for
 
 
 @functools.cache

@@ -73,6 +73,13 @@ class SelfAttention(nn.Module):
         y = self.attention(q, k, v, causal=True)
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
 
+    def step(self, state, x: torch.Tensor):
+        """One token per sequence, (B, d_model), through the variant's decoding form."""
+        batch, width = x.shape
+        q, k, v = self.qkv(x).view(batch, 3, self.heads, width // self.heads).unbind(1)
+        y, state = self.attention.step(state, q, k, v)
+        return self.out(y.reshape(batch, width)), state
+
 
 class Block(nn.Module):
     def __init__(self, attention: Variant, d_model: int, mlp_ratio: int = 4) -> None:
@@ -87,6 +94,11 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.mix(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+    def step(self, state, x: torch.Tensor):
+        y, state = self.mix.step(state, self.norm1(x))
+        x = x + y
+        return x + self.mlp(self.norm2(x)), state
 
 
 class DecoderLM(nn.Module):
@@ -142,6 +154,26 @@ class DecoderLM(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
+
+    def init_state(self, batch: int) -> list:
+        """Each layer's decoding state (a KV cache, a fast-weight memory, …), empty."""
+        weight = self.embed.weight
+        return [b.mix.attention.init_state(batch, weight.device, weight.dtype) for b in self.blocks]
+
+    def step(self, states: list, tokens: torch.Tensor, position: int) -> tuple[torch.Tensor, list]:
+        """Generate-time forward of one token per sequence, (B,) ids at `position`: the next
+        token's logits (B, vocab) and the layers' states after it."""
+        self.check(position + 1)
+        x = self.embed(tokens) * self.embed_scale
+        if self.positions is not None:
+            x = x + self.positions.weight[position]
+        elif self.position == "sinusoidal":
+            x = x + positions.sinusoidal(position + 1, x.shape[-1])[position].to(x)
+        new = []
+        for block, state in zip(self.blocks, states, strict=True):
+            x, state = block.step(state, x)
+            new.append(state)
+        return self.logits(self.norm(x)), new
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied output head: hidden states -> logits over the vocabulary."""

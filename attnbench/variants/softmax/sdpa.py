@@ -61,7 +61,10 @@ def _probe(
     """Run a tiny call pinned to `backend`: the only reliable way to know torch can run it here.
     `mask_kind`: a float attn_mask as bias schemes pass it, "fixed" or "learned" (needing a
     gradient in fwd+bwd, which some fused kernels refuse)."""
-    x = torch.randn(1, 2, 16, d_head, device=device, dtype=getattr(torch, dtype), requires_grad=grad)
+    # its own generator: drawing from the global one would shift every seeded initialisation
+    # that follows the first probe in a process (a model trained then differs from its rerun)
+    x = torch.randn(1, 2, 16, d_head, generator=torch.Generator().manual_seed(0))
+    x = x.to(device=device, dtype=getattr(torch, dtype)).requires_grad_(grad)
     masked = mask_kind is not None
     mask = torch.zeros(16, 16, device=device, dtype=x.dtype) if masked else None
     if mask is not None and grad and mask_kind == "learned":

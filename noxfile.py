@@ -4,7 +4,10 @@ the README; set e.g. TORCH_SPEC="torch" on a GPU machine), then attnbench with i
     nox -s tests      the default test run (CPU, under 10 minutes on 2 cores)
     nox -s slow       tests marked slow
     nox -s lint       ruff check and format check
-    nox -s bench      benchmarks: timing agreement, isolation cost, linear vs softmax speed
+    nox -s bench      benchmarks: pytest-benchmark over the registry (saved under .benchmarks;
+                      pass --benchmark-compare=NNNN --benchmark-compare-fail=median:20% to gate),
+                      then timing agreement, isolation cost, linear vs softmax speed
+    nox -s regress    run suites/ci.toml and compare it with results/baselines/ci-cpu.jsonl
     nox -s gpu        tests marked gpu (on a CUDA machine)
 """
 
@@ -52,6 +55,25 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     install(session)
+    session.run(
+        "pytest",
+        "benchmarks/test_registry_bench.py",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-autosave",
+        "--benchmark-columns=median,iqr,rounds",
+        *session.posargs,
+    )
     session.run("python", "benchmarks/timing_agreement.py", *session.posargs)
     session.run("python", "benchmarks/isolation_overhead.py")
     session.run("python", "benchmarks/linear_speed.py")
+
+
+@nox.session
+def regress(session: nox.Session) -> None:
+    """The regression gate on this machine: the CI suite against the committed baseline
+    (speed as ratios to softmax.sdpa, exact CPU memory, statuses)."""
+    install(session)
+    out = f"{session.create_tmp()}/ci-current.jsonl"
+    session.run("attnbench", "run", "--suite", "ci", "-o", out)
+    session.run("attnbench", "compare", "results/baselines/ci-cpu.jsonl", out, *session.posargs)

@@ -82,6 +82,7 @@ def build_parser() -> Parser:
     )
     p.add_argument("--plugin", action="append", default=[], help="import MODULE's variants too (repeatable)")
     p.add_argument("--metric", help="metric of the summary table (default: the suite's `show`)")
+    p.add_argument("--report", action="store_true", help="also write reports/<results name>.html at the end")
     p.add_argument(
         "--corpus",
         type=Path,
@@ -123,6 +124,43 @@ def build_parser() -> Parser:
         help="keep rows where a column has a value, e.g. --where mode=fwd (repeatable)",
     )
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "report",
+        help="write one self-contained HTML report (figures, sortable tables) of results files",
+        formatter_class=RichHelpFormatter,
+    )
+    p.add_argument("results", nargs="+", type=Path, help="results file(s) (JSON lines)")
+    p.add_argument("-o", "--output", type=Path, help="HTML file (default reports/<first results file>.html)")
+    p.add_argument("--title", help="the page's title (default: the suites in the results)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "compare",
+        help="the regression gate: exit 1 when CURRENT regressed against BASELINE",
+        formatter_class=RichHelpFormatter,
+    )
+    p.add_argument("baseline", type=Path, nargs="?", help="baseline results file (JSON lines)")
+    p.add_argument("current", type=Path, nargs="?", help="current results file")
+    p.add_argument(
+        "--base",
+        metavar="REV",
+        help="same-job A/B instead of two files: run --suite on git revision REV (a temporary "
+        "worktree, nothing installed) and on this checkout, interleaved case by case",
+    )
+    p.add_argument("--suite", help="with --base: the suite to run on both sides")
+    p.add_argument("-o", "--output", type=Path, help="with --base: folder for base.jsonl and head.jsonl")
+    p.add_argument("--reference", default="softmax.sdpa", help="speed is the ratio to this variant")
+    p.add_argument(
+        "--threshold", type=float, default=0.10, help="speed: a ratio this much worse (0.10 = 10%%)"
+    )
+    p.add_argument("--noise", type=float, default=3.0, help="… and this many combined spreads worse")
+    p.add_argument(
+        "--metrics",
+        default="time,memory,status",
+        help="what to gate on, comma-separated: time, memory, status (.ci/run gates on memory,status)",
+    )
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "calibrate", help="measure this machine's matmul and copy ceilings", formatter_class=RichHelpFormatter
@@ -259,12 +297,91 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(
         f"{status_counts(df)} · {outcome.wall_s:.0f} s · results: {out}{_unsupported_note(df, False)}"
     )
+    if args.report:
+        console.print(f"report: {_write_report(df, Path('reports') / f'{out.stem}.html', None)}")
     if outcome.left:
         console.print(
             f"[yellow]time budget reached: {outcome.left} cases left; "
             f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
         )
     return 0
+
+
+def _write_report(df, out: Path, title: str | None) -> Path:
+    from attnbench.report.html import write_report
+
+    suites = ", ".join(sorted(df["suite"].dropna().astype(str).unique())) or "results"
+    return write_report(df, out, title=title or f"attnbench report: {suites}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from attnbench.results import load_results
+
+    df = load_results(*args.results, on_warning=lambda msg: err.print(f"[yellow]warning:[/] {escape(msg)}"))
+    out = args.output or Path("reports") / f"{args.results[0].stem}.html"
+    console.print(f"report: {_write_report(df, out, args.title)}")
+    return 0
+
+
+def _ab_run(args: argparse.Namespace) -> tuple[Path, Path]:
+    """Run the suite on --base and on this checkout, interleaved; the two results files."""
+    import time
+
+    from attnbench.runner.ab import run_ab
+    from attnbench.suites import load_suite
+
+    if args.baseline or args.current:
+        raise UserError("--base runs both sides itself: give no results files with it")
+    if not args.suite:
+        raise UserError("--base REV needs --suite NAME (the cases to run on both sides)")
+    suite = load_suite(args.suite)
+    if suite.task is not None:
+        raise UserError(f"--base: suite {suite.name!r} trains models; A/B compares benchmark suites")
+    cases = suite.cases()
+    out = args.output or Path("results") / f"ab-{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    err.print(
+        f"[bold]A/B[/] {escape(suite.name)}: {len(cases)} cases on {escape(args.base)} and here → {out}"
+    )
+    outcome = run_ab(suite, cases, args.base, out, err)
+    return outcome.base, outcome.head
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from attnbench.report.compare import Rules, compare
+    from attnbench.results import load_results
+
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    unknown = sorted(set(metrics) - {"time", "memory", "status"})
+    if unknown or not metrics:
+        raise UserError(f"--metrics {args.metrics!r}: choose from time, memory, status")
+    say = lambda msg: err.print(f"[yellow]warning:[/] {escape(msg)}")
+    if args.base:
+        args.baseline, args.current = _ab_run(args)
+    elif args.suite or args.output:
+        raise UserError("--suite and -o go with --base REV (same-job A/B)")
+    elif args.baseline is None or args.current is None:
+        raise UserError("compare needs BASELINE and CURRENT results files, or --base REV --suite NAME")
+    base, current = load_results(args.baseline, on_warning=say), load_results(args.current, on_warning=say)
+    rules = Rules(reference=args.reference, threshold=args.threshold, noise=args.noise, metrics=metrics)
+    changes = compare(base, current, rules)
+    regressions = [c for c in changes if c.regression]
+    if changes:
+        table = Table(title=f"changes from {escape(str(args.baseline))} to {escape(str(args.current))}")
+        for column in ("", "kind", "case", "baseline", "current", "change"):
+            table.add_column(column)
+        for c in changes:
+            mark = "[red]REGRESSION[/]" if c.regression else ""
+            pct = "" if c.change is None else f"{100 * c.change:+.1f}%"
+            table.add_row(mark, c.kind, escape(c.case), escape(c.base), escape(c.current), pct)
+        console.print(table)
+    joined = len(set(base["case_id"]) & set(current["case_id"]))
+    verdict = f"{len(regressions)} regression(s)" if regressions else "no regression"
+    console.print(
+        f"{verdict} · {joined} cases compared · {len(changes)} changes listed ({', '.join(metrics)})"
+    )
+    return 1 if regressions else 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:

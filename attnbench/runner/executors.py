@@ -17,7 +17,7 @@ from attnbench.errors import UserError
 from attnbench.measure.allocator import steady_cpu_allocator
 from attnbench.measure.settings import MeasureSettings
 from attnbench.runner.execute import execute
-from attnbench.runner.worker import worker_main
+from attnbench.runner.worker import worker_from
 
 STARTUP_TIMEOUT_S = 300.0
 
@@ -50,7 +50,10 @@ class SubprocessExecutor:
         timeout_s: float,
         mem_limit: int | None = None,
         log_path: str | Path | None = None,
+        source: str | Path | None = None,
     ) -> None:
+        """`source`: run the cases with the attnbench of that checkout instead of this one."""
+        self.source = str(source) if source else None
         self.settings = settings
         self.timeout_s = timeout_s
         self.mem_limit = mem_limit
@@ -63,10 +66,10 @@ class SubprocessExecutor:
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
-            target=worker_main,
+            target=worker_from,
             daemon=True,
             name="attnbench-worker",
-            args=(child, self.settings.to_dict(), self.mem_limit, self.log_path),
+            args=(self.source, child, self.settings.to_dict(), self.mem_limit, self.log_path),
         )
         proc.start()
         child.close()

@@ -57,3 +57,18 @@ def worker_main(
         if message is None:
             return
         conn.send(execute(Case.from_dict(message), measure))
+
+
+def worker_from(source: str | None, *args: Any) -> None:
+    """Start `worker_main` from another checkout of attnbench (`source`, a directory holding
+    its `attnbench` package), for same-job A/B runs: this process's attnbench modules are
+    dropped and that checkout's are imported in their place, nothing installed."""
+    import sys
+
+    if source:
+        sys.path.insert(0, source)
+        for name in [m for m in sys.modules if m == "attnbench" or m.startswith("attnbench.")]:
+            del sys.modules[name]
+    from attnbench.runner.worker import worker_main as main
+
+    main(*args)

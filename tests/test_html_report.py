@@ -1,0 +1,107 @@
+"""The HTML report: self-contained, every result string escaped, and, in headless Chromium,
+free of console errors, with loaded figures and tables that sort on a click."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from attnbench.cases import Case
+from attnbench.cli import main
+from attnbench.results.store import make_record
+
+HOSTILE = "<img src=x onerror=\"console.error('injected')\">"
+ARTIFACTS = Path(os.environ.get("ATTNBENCH_TEST_ARTIFACTS", "test-artifacts"))
+
+
+def write_results(path: Path) -> Path:
+    records = []
+    for variant, base in (("softmax.sdpa", 1.0), ("linear.elu", 3.0), (HOSTILE, 2.0)):
+        for n in (256, 512, 1024):
+            ms = base * n / 256
+            metrics = {"latency_ms": ms, "latency_iqr_ms": 0.04 * ms, "peak_mem_bytes": 4096 * n}
+            outcome = {"status": "ok", "metrics": metrics, "env": {"device_name": "test CPU", "torch": "2.x"}}
+            records.append(
+                make_record(Case(variant, (), 1, 4, n, 64, causal=True), outcome, f"suite {HOSTILE}")
+            )
+    oom = {"status": "oom", "error": "out of memory", "metrics": {}}
+    records.append(make_record(Case("softmax.naive", (), 1, 4, 1024, 64, causal=True), oom, "ci"))
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_report_is_self_contained_and_escapes_result_strings(tmp_path, capsys):
+    results = write_results(tmp_path / "r.jsonl")
+    out = tmp_path / "r.html"
+    assert main(["report", str(results), "-o", str(out)]) == 0
+    html = out.read_text()
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    assert HOSTILE not in html and "&lt;img src=x onerror=" in html
+    assert html.count('class="status-oom"') >= 2  # the case row and the status count
+    assert "±2.0%" in html  # the spread beside the median
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The system Chromium; installed with apt when missing and allowed, else a clear skip."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    found = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+    if found:
+        return found
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        try:
+            subprocess.run(
+                ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+                capture_output=True,
+                timeout=600,
+                check=True,
+            )
+        except (subprocess.SubprocessError, OSError) as e:
+            pytest.skip(f"Chromium is not installed and apt-get could not install it ({type(e).__name__})")
+        if shutil.which("chromium"):
+            return shutil.which("chromium")
+    pytest.skip("Chromium is not installed and this user cannot install it (needs Debian's chromium package)")
+
+
+def test_report_in_headless_chromium(tmp_path, chromium):
+    from playwright.sync_api import sync_playwright
+
+    results = write_results(tmp_path / "r.jsonl")
+    out = tmp_path / "r.html"
+    assert main(["report", str(results), "-o", str(out)]) == 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on(
+            "request", lambda r: problems.append(f"network: {r.url}") if r.url.startswith("http") else None
+        )
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+        assert len(images) >= 2 and all(done and width > 0 for done, width in images)
+        assert page.locator("img[src='x']").count() == 0  # the hostile name did not become an element
+        assert page.get_by_text(HOSTILE, exact=True).count() >= 1  # it shows as text
+        table = page.locator("table.sortable").first
+        column = [h.strip() for h in table.locator("th").all_inner_texts()].index("median ms")
+
+        def values() -> list[float]:
+            cells = table.locator(f"tbody tr td:nth-child({column + 1})").all_inner_texts()
+            return [float(c) for c in cells if c.strip()]
+
+        table.locator("th").nth(column).click()
+        ascending = values()
+        assert len(ascending) == 9 and ascending == sorted(ascending)
+        table.locator("th").nth(column).click()
+        assert values() == sorted(ascending, reverse=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        browser.close()
+    assert problems == []

@@ -161,6 +161,75 @@ def plot_decode(df: pd.DataFrame, path: str | Path, *, title: str | None = None)
     return _save(fig, right, path)
 
 
+def plot_crossover(df: pd.DataFrame, path: str | Path, *, reference: str = "softmax.sdpa") -> Path:
+    """Each non-softmax variant's latency as a multiple of `reference`'s at the same N (causal,
+    one panel per mode), the line at 1 marking parity; the legend gives the N from which it
+    stays faster (interpolated log-log), the crossover."""
+    from attnbench.report.task_tables import crossover
+
+    plt = _pyplot()
+    ok = df[(df["status"] == "ok") & df["latency_ms"].notna()] if "latency_ms" in df else df.iloc[0:0]
+    ok = ok[ok["causal"] == True]  # noqa: E712 (a column of booleans)
+    modes = sorted(set(ok.loc[ok["variant"] == reference, "mode"]))
+    if not modes:
+        raise UserError(f"no ok causal {reference} results to compare against")
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 4.8), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        part = ok[ok["mode"] == mode]
+        ref = part[(part["label"] == reference)].set_index("seq_len")["latency_ms"]
+        others = part[~part["variant"].str.startswith("softmax.")]
+        for label, group in others.groupby("label", sort=True):
+            group = group[group["seq_len"].isin(ref.index)].sort_values("seq_len")
+            if group.empty:
+                continue
+            ratio = group["latency_ms"].to_numpy() / ref.loc[group["seq_len"]].to_numpy()
+            cross = crossover(dict(zip(group["seq_len"], group["latency_ms"], strict=True)), ref.to_dict())
+            note = "never" if cross is None else "from the start" if cross == 0 else f"from N ≈ {cross:.0f}"
+            ax.plot(group["seq_len"], ratio, "-o", ms=3, label=f"{label}  (faster {note})")
+        ax.axhline(1.0, color="grey", ls="--", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length N")
+        ax.set_ylabel(f"latency / {reference} latency")
+        ax.set_title(f"causal {mode}: where linear and sparse variants overtake softmax")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6, loc="best")
+    return _save(fig, axes[0][-1], path)
+
+
+def plot_position_costs(df: pd.DataFrame, path: str | Path) -> Path:
+    """The cost of each positional scheme (the ALiBi paper's Fig. 4 at the layer): median
+    latency per scheme and softmax path at the longest N, one panel per mode."""
+    plt = _pyplot()
+    ok = (
+        df[(df["status"] == "ok") & df["params"].fillna("").str.contains("position=")]
+        if "params" in df
+        else df
+    )
+    ok = ok[ok["latency_ms"].notna()] if "latency_ms" in ok else ok.iloc[0:0]
+    if ok.empty:
+        raise UserError("no ok results with a positional scheme to plot")
+    n = int(ok["seq_len"].max())
+    ok = ok[ok["seq_len"] == n].assign(scheme=lambda d: d["params"].str.extract(r"position=([^,]+)")[0])
+    modes = sorted(ok["mode"].unique())
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 4.5), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        part = ok[ok["mode"] == mode]
+        schemes = sorted(part["scheme"].unique())
+        paths = sorted(part["variant"].unique())
+        width = 0.8 / len(paths)
+        for i, variant in enumerate(paths):
+            cells = part[part["variant"] == variant].set_index("scheme")["latency_ms"]
+            xs = [j + i * width for j, s in enumerate(schemes) if s in cells.index]
+            ax.bar(xs, [cells[s] for s in schemes if s in cells.index], width, label=variant)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(schemes))], schemes, rotation=30)
+        ax.set_ylabel("median latency, ms")
+        ax.set_title(f"positional schemes, N = {n}, {mode}")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, axes[0][-1], path)
+
+
 def _pyplot():
     """matplotlib.pyplot on the file-only backend (no display needed), imported on first use."""
     import matplotlib

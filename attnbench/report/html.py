@@ -21,8 +21,9 @@ import pandas as pd
 
 from attnbench.errors import UserError
 from attnbench.report import figures
+from attnbench.report.frontier import frontier_table, plot_frontier
 from attnbench.report.table import hide_unsupported
-from attnbench.report.task_tables import task_table
+from attnbench.report.task_tables import task_column, task_table
 
 TEMPLATE = """<!doctype html>
 <html lang="en">
@@ -174,8 +175,16 @@ def _png(draw: Callable[[Path], object]) -> str | None:
 
 
 def benchmark_figures(df: pd.DataFrame) -> list[Figure]:
-    """Latency and peak memory against N, one figure per (mask, mode) the results hold."""
+    """Latency and peak memory against N, one figure per (mask, mode) the results hold; the
+    crossover against softmax and the positional schemes' costs when the results have them."""
     out = []
+    extra = [("where other variants overtake softmax.sdpa (latency ratio)", figures.plot_crossover)]
+    if "params" in df and df["params"].fillna("").str.contains("position=").any():
+        extra.append(("cost of each positional scheme", figures.plot_position_costs))
+    for title, draw in extra:
+        data = _png(lambda p, draw=draw: draw(df, p))
+        if data:
+            out.append(Figure(title, data))
     for (causal, mode), part in df.groupby(["causal", "mode"], sort=True):
         where = f"{'causal' if causal else 'full'} {mode}"
         for name, what in (("latency_ms", "latency"), ("peak_mem_bytes", "peak memory")):
@@ -205,7 +214,7 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
     """The report's HTML for the results in `df` (one or more suites)."""
     if df.empty:
         raise UserError("no results to report")
-    task_names = df["task.name"] if "task.name" in df else pd.Series([None] * len(df), index=df.index)
+    task_names = task_column(df)
     benchmark = df[task_names.isna()]
     figs: list[Figure] = []
     tables: list[Table] = []
@@ -222,6 +231,13 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
         with contextlib.suppress(UserError):  # a task without a table of its own
             tables.append(frame_table(f"{task} results", task_table(part, task, unsupported=True)))
         tables.append(frame_table(f"{task}: status of every case", part[["label", "status", "error"]]))
+    frontier = frontier_table(df)
+    if not frontier.empty:
+        where = frontier.attrs.get("shape", "no speed results: quality only")
+        data = _png(lambda p: plot_frontier(frontier, p))
+        if data:
+            figs.append(Figure(f"speed–quality frontier ({where})", data))
+        tables.append(frame_table(f"Speed–quality frontier, cost at {where} (★ Pareto-optimal)", frontier))
     environment = [
         ("suites", ", ".join(sorted(df["suite"].dropna().astype(str).unique()))),
         ("devices", ", ".join(sorted(df["device_name"].dropna().astype(str).unique()))),

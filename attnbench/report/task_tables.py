@@ -27,6 +27,13 @@ def task_name(df: pd.DataFrame) -> str | None:
     return names[0] if names else None
 
 
+def task_column(df: pd.DataFrame) -> pd.Series:
+    """Each row's task name, None for benchmark rows (aligned with `df`)."""
+    if "task.name" in df:
+        return df["task.name"].where(df["task.name"].notna(), None)
+    return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
 def _row_keys(df: pd.DataFrame, candidates: list[str]) -> list[str]:
     return ["label"] + [c for c in candidates if c in df and df[c].nunique(dropna=False) > 1]
 

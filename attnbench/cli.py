@@ -152,7 +152,7 @@ def build_parser() -> Parser:
     p.add_argument("-o", "--output", type=Path, help="with --base: folder for base.jsonl and head.jsonl")
     p.add_argument("--reference", default="softmax.sdpa", help="speed is the ratio to this variant")
     p.add_argument(
-        "--threshold", type=float, default=0.10, help="speed: a ratio this much worse (0.10 = 10%%)"
+        "--threshold", type=float, default=0.25, help="speed: a ratio this much worse (0.25 = 25%%)"
     )
     p.add_argument("--noise", type=float, default=3.0, help="… and this many combined spreads worse")
     p.add_argument(

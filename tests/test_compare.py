@@ -113,3 +113,15 @@ def test_malformed_input_is_one_line_and_exit_2(tmp_path, content):
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("attnbench: error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr
+
+
+def test_compiled_kernels_memory_has_a_tolerance(tmp_path, capsys):
+    def flex(path, extra: int) -> str:
+        metrics = {"latency_ms": 1.0, "peak_mem_bytes": 1_000_000 + extra, "compiles": 1}
+        record = make_record(case("softmax.flex", 512), {"status": "ok", "metrics": metrics}, "ci")
+        path.write_text(json.dumps(record) + "\n")
+        return str(path)
+
+    base = flex(tmp_path / "b.jsonl", 0)
+    assert main(["compare", base, flex(tmp_path / "c.jsonl", 10_000), "--metrics", "memory"]) == 0  # +1 %
+    assert main(["compare", base, flex(tmp_path / "d.jsonl", 50_000), "--metrics", "memory"]) == 1  # +5 %

@@ -7,7 +7,8 @@ joins). Three kinds of change count as regressions:
   run at the same shape (so a uniformly slower machine is no regression): worse by more than
   `threshold` *and* by more than `noise` times the combined spread of the four medians
   (half their interquartile ranges, relative, added in quadrature);
-- **memory**: CPU peak bytes are exact, so any increase; GPU peak bytes beyond a tolerance;
+- **memory**: CPU peak bytes are exact, so any increase; GPU peak bytes, and those of
+  compiled (inductor) kernels, whose buffers are the compiler's choice, beyond a tolerance;
 - **status**: a case that was `ok` and now is not (`oom`, `error`, `crash`, `timeout`, …).
 
 Improvements, new and missing cases are listed, never fatal.
@@ -28,9 +29,9 @@ SHAPE = ["batch", "heads", "seq_len", "d_head", "dtype", "device", "causal", "mo
 @dataclass(frozen=True)
 class Rules:
     reference: str = "softmax.sdpa"  # speed is measured as the ratio to this variant
-    threshold: float = 0.10  # a speed ratio this much worse (10 %) ...
+    threshold: float = 0.25  # a speed ratio this much worse (25 %) ...
     noise: float = 3.0  # ... and this many combined spreads worse, is a regression
-    gpu_memory_tolerance: float = 0.02
+    gpu_memory_tolerance: float = 0.02  # also for compiled kernels on the CPU
     metrics: tuple[str, ...] = ("time", "memory", "status")
 
 
@@ -99,7 +100,9 @@ def _memory(cid: str, what: str, rb: pd.Series, rc: pd.Series, rules: Rules) -> 
     if mb is None or mc is None or pd.isna(mb) or pd.isna(mc) or mb == mc:
         return []
     rel = (mc - mb) / mb if mb else math.inf
-    exact = rc["device"] == "cpu"
+    # CPU tensor bytes are exact, except what a compiler (inductor) chooses to allocate
+    compiled = "compiles" in rc and not pd.isna(rc["compiles"])
+    exact = rc["device"] == "cpu" and not compiled
     worse = mc > mb if exact else rel > rules.gpu_memory_tolerance
     if not worse and not exact and abs(rel) <= rules.gpu_memory_tolerance:
         return []

@@ -113,13 +113,16 @@ def plot_extrapolation(df: pd.DataFrame, path: str | Path, *, title: str | None 
     if ok.empty:
         raise UserError("no ok extrapolation results to plot")
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    colors = plt.get_cmap("tab10").colors
-    for i, (arm, group) in enumerate(ok.groupby("arm", sort=False)):
+    arms = list(ok.groupby("arm", sort=False))
+    colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
+    markers = {"softmax": "o", "linear": "s", "sparse": "^"}  # one marker per family
+    for i, (arm, group) in enumerate(arms):
+        marker = markers.get(arm.split(".")[0], "D")
         for mode, part in group.groupby("mode", sort=True):
             part = part.sort_values("length")
-            style = "-o" if mode == "windows" else "--s"
+            style = ("-" if mode == "windows" else "--") + marker
             label = arm if mode == "windows" else f"{arm}, {mode}"
-            ax.plot(part["length"], part["ppl"], style, color=colors[i % 10], label=label, ms=4)
+            ax.plot(part["length"], part["ppl"], style, color=colors[i % len(colors)], label=label, ms=4)
     for length in sorted(ok["train_len"].dropna().unique()):
         ax.axvline(length, color="grey", ls=":", lw=1.2, label=f"training length {int(length)}")
     devices = ", ".join(sorted(str(d) for d in df["device_name"].dropna().unique()))
@@ -140,14 +143,15 @@ def plot_decode(df: pd.DataFrame, path: str | Path, *, title: str | None = None)
     if ok.empty:
         raise UserError("no ok decode results to plot")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8))
-    colors = plt.get_cmap("tab10").colors
-    for i, ((label, batch), group) in enumerate(ok.groupby(["label", "batch"], sort=True)):
+    labels, batches = sorted(ok["label"].unique()), sorted(ok["batch"].unique())
+    colors = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors
+    styles = ["-o", "--s", ":^", "-.d"]  # one per batch size; one colour per variant
+    for (label, batch), group in ok.groupby(["label", "batch"], sort=True):
         group = group.sort_values("output_len")
-        name = f"{label}, B={int(batch)}"
-        left.plot(group["output_len"], group["ms_per_token"], "-o", color=colors[i % 10], label=name, ms=3)
-        right.plot(
-            group["output_len"], group["state_bytes"] / 2**20, "-o", color=colors[i % 10], label=name, ms=3
-        )
+        name, color = f"{label}, B={int(batch)}", colors[labels.index(label) % len(colors)]
+        style = styles[batches.index(batch) % len(styles)]
+        left.plot(group["output_len"], group["ms_per_token"], style, color=color, label=name, ms=3)
+        right.plot(group["output_len"], group["state_bytes"] / 2**20, style, color=color, label=name, ms=3)
     devices = ", ".join(sorted(str(d) for d in df["device_name"].dropna().unique()))
     for ax in (left, right):
         ax.set_xscale("log", base=2)

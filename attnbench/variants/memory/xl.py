@@ -31,9 +31,11 @@ class XLState:
     v: torch.Tensor
     first: int
     position: int
+    rel: torch.Tensor  # W_R r(δ) for every distance a query reads (H, segment + memory, D)
 
     @property
     def nbytes(self) -> int:
+        """The cached keys and values (the position table is the layer's, not per sequence)."""
         return self.k.nbytes + self.v.nbytes
 
 
@@ -105,7 +107,8 @@ class TransformerXL(Variant):
     # --- decoding: the current segment and the memory before it -------------------------------
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> XLState:
         empty = torch.zeros(batch, self.heads, 0, self.d_head, device=device, dtype=dtype)
-        return XLState(empty, empty.clone(), first=0, position=0)
+        rel = self.relative(dtype, device, self.segment + self.memory)  # once, not per token
+        return XLState(empty, empty.clone(), first=0, position=0, rel=rel)
 
     def step(self, state: XLState, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Token n reads keys max(0, segment start − memory) … n, as in `forward`."""
@@ -114,13 +117,12 @@ class TransformerXL(Variant):
         drop = first - state.first  # a new segment began: forget what left the memory
         keys = torch.cat([state.k[:, :, drop:], k[:, :, None]], dim=2)
         values = torch.cat([state.v[:, :, drop:], v[:, :, None]], dim=2)
-        rel = self.relative(q.dtype, q.device, self.segment + self.memory)  # (H, span, D)
         dist = n - torch.arange(first, n + 1, device=q.device)  # (keys,)
         content = ((q + self.u.to(q.dtype)).unsqueeze(-2) @ keys.transpose(-1, -2)).squeeze(-2)
-        position = torch.einsum("bhd,hkd->bhk", q + self.v.to(q.dtype), rel[:, dist])
+        position = torch.einsum("bhd,hkd->bhk", q + self.v.to(q.dtype), state.rel[:, dist])
         weights = torch.softmax((content + position) / math.sqrt(self.d_head), dim=-1)
         out = (weights.unsqueeze(-2) @ values).squeeze(-2)
-        return out, XLState(keys, values, first=first, position=n + 1)
+        return out, XLState(keys, values, first=first, position=n + 1, rel=state.rel)
 
     def allowed(self):
         seg, mem = self.segment, self.memory

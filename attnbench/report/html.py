@@ -175,7 +175,7 @@ def _png(draw: Callable[[Path], object]) -> str | None:
 
 
 def benchmark_figures(df: pd.DataFrame) -> list[Figure]:
-    """Latency and peak memory against N, one figure per (mask, mode) the results hold; the
+    """Latency, throughput and peak memory against N, one figure each per (mask, mode) the results hold; the
     crossover against softmax and the positional schemes' costs when the results have them."""
     out = []
     extra = [("where other variants overtake softmax.sdpa (latency ratio)", figures.plot_crossover)]
@@ -187,7 +187,11 @@ def benchmark_figures(df: pd.DataFrame) -> list[Figure]:
             out.append(Figure(title, data))
     for (causal, mode), part in df.groupby(["causal", "mode"], sort=True):
         where = f"{'causal' if causal else 'full'} {mode}"
-        for name, what in (("latency_ms", "latency"), ("peak_mem_bytes", "peak memory")):
+        for name, what in (
+            ("latency_ms", "latency"),
+            ("tokens_per_s", "throughput"),
+            ("peak_mem_bytes", "peak memory"),
+        ):
             if name in part and part[name].notna().any():
                 title = f"{what} vs sequence length, {where}"
                 data = _png(

@@ -35,6 +35,15 @@ class KVCache:
         self.v[:, :, self.length : need] = v
         self.length = need
 
+    def drop_front(self, count: int) -> None:
+        """Forget the oldest `count` tokens (a segment memory moving on): one copy."""
+        if count <= 0:
+            return
+        kept = self.length - count
+        for buffer in (self.k, self.v):
+            buffer[:, :, :kept] = buffer[:, :, count : self.length].clone()
+        self.length = kept
+
     def _grow(self, capacity: int) -> None:
         for name in ("k", "v"):
             old = getattr(self, name)

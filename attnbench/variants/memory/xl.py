@@ -21,14 +21,15 @@ from attnbench.cases import Shape
 from attnbench.errors import Unsupported, UserError
 from attnbench.positions import sinusoidal
 from attnbench.registry import Variant, register
+from attnbench.variants.decode_state import KVCache
 
 
-@dataclass(frozen=True)
+@dataclass
 class XLState:
-    """Keys and values of tokens first … position − 1 (the memory and the current segment)."""
+    """Keys and values of tokens `first` … `position` − 1 (the memory and the current segment),
+    in a buffer of segment + memory tokens."""
 
-    k: torch.Tensor
-    v: torch.Tensor
+    cache: KVCache
     first: int
     position: int
     rel: torch.Tensor  # W_R r(δ) for every distance a query reads (H, segment + memory, D)
@@ -36,7 +37,11 @@ class XLState:
     @property
     def nbytes(self) -> int:
         """The cached keys and values (the position table is the layer's, not per sequence)."""
-        return self.k.nbytes + self.v.nbytes
+        return self.cache.nbytes
+
+    @property
+    def allocated(self) -> int:
+        return self.cache.allocated
 
 
 @register("memory.xl")
@@ -106,23 +111,23 @@ class TransformerXL(Variant):
 
     # --- decoding: the current segment and the memory before it -------------------------------
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> XLState:
-        empty = torch.zeros(batch, self.heads, 0, self.d_head, device=device, dtype=dtype)
-        rel = self.relative(dtype, device, self.segment + self.memory)  # once, not per token
-        return XLState(empty, empty.clone(), first=0, position=0, rel=rel)
+        span = self.segment + self.memory
+        cache = KVCache(batch, self.heads, self.d_head, device=device, dtype=dtype, capacity=span)
+        return XLState(cache, first=0, position=0, rel=self.relative(dtype, device, span))
 
     def step(self, state: XLState, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         """Token n reads keys max(0, segment start − memory) … n, as in `forward`."""
         n = state.position
         first = max(0, (n // self.segment) * self.segment - self.memory)
-        drop = first - state.first  # a new segment began: forget what left the memory
-        keys = torch.cat([state.k[:, :, drop:], k[:, :, None]], dim=2)
-        values = torch.cat([state.v[:, :, drop:], v[:, :, None]], dim=2)
-        dist = n - torch.arange(first, n + 1, device=q.device)  # (keys,)
+        state.cache.drop_front(first - state.first)  # a new segment began: forget what left the memory
+        state.cache.append(k[:, :, None], v[:, :, None])
+        state.first, state.position = first, n + 1
+        keys, values = state.cache.keys(), state.cache.values()
         content = ((q + self.u.to(q.dtype)).unsqueeze(-2) @ keys.transpose(-1, -2)).squeeze(-2)
-        position = torch.einsum("bhd,hkd->bhk", q + self.v.to(q.dtype), state.rel[:, dist])
+        by_distance = torch.einsum("bhd,hsd->bhs", q + self.v.to(q.dtype), state.rel)  # (B, H, span)
+        position = by_distance[..., : n - first + 1].flip(-1)  # distances n − j for j = first … n
         weights = torch.softmax((content + position) / math.sqrt(self.d_head), dim=-1)
-        out = (weights.unsqueeze(-2) @ values).squeeze(-2)
-        return out, XLState(keys, values, first=first, position=n + 1, rel=state.rel)
+        return (weights.unsqueeze(-2) @ values).squeeze(-2), state
 
     def allowed(self):
         seg, mem = self.segment, self.memory

@@ -199,3 +199,29 @@ def test_a_language_model_generates_the_logits_of_its_parallel_forward(variant, 
             logits, states = model.step(states, tokens[:, t], t)
             steps.append(logits)
     assert torch.allclose(torch.stack(steps, 1), expected, rtol=1e-9, atol=1e-10)
+
+
+GPU_DECODERS = [
+    ("softmax.sdpa", {"position": "rope"}),
+    ("linear.elu", {}),
+    ("sparse.local", {"window": 5}),
+    ("memory.xl", {"segment": 5, "memory": 3}),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name, params", GPU_DECODERS)
+def test_decoding_on_gpu_matches_the_parallel_forward(name, params):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.manual_seed(0)
+    layer = REGISTRY.get(name)(heads=2, d_head=8, **params).cuda().eval()
+    q, k, v = (x.float().cuda() for x in qkv(19))
+    with torch.no_grad():
+        expected = layer(q, k, v, causal=True)
+        out, state = layer.prefill(q[:, :, :7], k[:, :, :7], v[:, :, :7])
+        outs = [out]
+        for t in range(7, 19):
+            out, state = layer.step(state, q[:, :, t], k[:, :, t], v[:, :, t])
+            outs.append(out[:, :, None])
+    assert torch.allclose(torch.cat(outs, 2), expected, rtol=1e-4, atol=1e-5)

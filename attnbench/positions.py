@@ -53,9 +53,10 @@ def check_pairing(scheme: str, *, family: str, takes_bias: bool) -> None:
 
 
 # --- embeddings ---------------------------------------------------------------------------------
-def sinusoidal(n: int, d_model: int, *, base: float = 10000.0) -> torch.Tensor:
-    """(n, d_model): sin on even, cos on odd channels, wavelengths geometric from 2π to base·2π."""
-    pos = torch.arange(n, dtype=torch.float64)[:, None]
+def sinusoidal(n: int, d_model: int, *, start: int = 0, base: float = 10000.0) -> torch.Tensor:
+    """(n, d_model) for positions start … start + n − 1: sin on even, cos on odd channels,
+    wavelengths geometric from 2π to base·2π. (Decoding asks for one row at a time.)"""
+    pos = torch.arange(start, start + n, dtype=torch.float64)[:, None]
     freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
     table = torch.zeros(n, d_model, dtype=torch.float64)
     table[:, 0::2] = torch.sin(pos * freq)

@@ -354,3 +354,15 @@ print(sums[0] == sums[1], sums)
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.startswith("True"), out
+
+
+def test_eval_rows_name_the_sliding_stride():
+    import pandas as pd
+
+    from attnbench.report.task_tables import eval_rows
+
+    point = {"length": 16, "factor": 1.0, "status": "ok", "ppl": 2.0, "bucket_loss": [0.7]}
+    evals = [{**point, "mode": m, "stride": s} for m, s in (("windows", None), ("sliding", 4))]
+    df = pd.DataFrame([{"case_id": "a", "label": "x", "status": "ok", "task.seq_len": 16, "evals": evals}])
+    rows = eval_rows(df)
+    assert list(rows["mode"]) == ["windows", "sliding (stride 4)"] and "bucket_loss" not in rows

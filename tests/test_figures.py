@@ -64,9 +64,9 @@ def test_crossover_figure_names_where_linear_overtakes_softmax(tmp_path, monkeyp
     labels = []
     real = figures._save
 
-    def spy(fig, ax, path):
+    def spy(fig, ax, path, **kw):
         labels.extend(t.get_text() for a in fig.axes for t in a.get_legend().get_texts())
-        return real(fig, ax, path)
+        return real(fig, ax, path, **kw)
 
     monkeypatch.setattr(figures, "_save", spy)
     out = figures.plot_crossover(bench_rows(), tmp_path / "x.png")

@@ -176,3 +176,9 @@ def test_unsupported_pairings_are_recorded_not_raised():
     assert learned["status"] == "unsupported" and "4096" in learned["error"]
     ok = execute(Case("softmax.sdpa", (("position", "alibi"),), 1, 2, 300, 16, causal=True), settings)
     assert ok["status"] == "ok" and ok["metrics"]["rel_err"] < 1e-5
+
+
+def test_sinusoids_from_an_offset_are_the_rows_of_the_full_table():
+    from attnbench.positions import sinusoidal
+
+    assert torch.equal(sinusoidal(3, 16, start=5), sinusoidal(8, 16)[5:])

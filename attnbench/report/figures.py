@@ -59,13 +59,10 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
             marker="o",
             label=label + (f"  (∝N^{slope:.2f})" if slope is not None else ""),
         )
-    devices = (
-        ", ".join(sorted(str(d) for d in ok["device_name"].dropna().unique())) if "device_name" in ok else ""
-    )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.set_xlabel(f"sequence length N  ({devices})" if devices else "sequence length N")
+    ax.set_xlabel(_with_devices("sequence length N", ok))
     ax.set_ylabel(m.title.split(" (")[0])
     ax.set_title(title or m.title)
     return _save(fig, ax, path)
@@ -95,9 +92,8 @@ def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title
         suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
         ax.plot(group["task.S"], group["best_loss"], "-o", color=colors[i % 10], label=label + suffix, ms=4)
     ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
-    devices = ", ".join(sorted(str(d) for d in ok["device_name"].dropna().unique()))
     ax.set_yscale("log")
-    ax.set_xlabel(f"stored pairs S  ({devices})" if devices else "stored pairs S")
+    ax.set_xlabel(_with_devices("stored pairs S", ok))
     ax.set_ylabel("best evaluation loss (0.5·squared error)")
     ax.set_title(title or "associative retrieval: loss vs number of stored pairs")
     return _save(fig, ax, path)
@@ -125,10 +121,9 @@ def plot_extrapolation(df: pd.DataFrame, path: str | Path, *, title: str | None 
             ax.plot(part["length"], part["ppl"], style, color=colors[i % len(colors)], label=label, ms=4)
     for length in sorted(ok["train_len"].dropna().unique()):
         ax.axvline(length, color="grey", ls=":", lw=1.2, label=f"training length {int(length)}")
-    devices = ", ".join(sorted(str(d) for d in df["device_name"].dropna().unique()))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel(f"evaluation length, bytes  ({devices})" if devices else "evaluation length, bytes")
+    ax.set_xlabel(_with_devices("evaluation length, bytes", df))
     ax.set_ylabel("validation perplexity (per byte)")
     ax.set_title(title or "length extrapolation: perplexity vs evaluation length")
     return _save(fig, ax, path)
@@ -152,17 +147,16 @@ def plot_decode(df: pd.DataFrame, path: str | Path, *, title: str | None = None)
         style = styles[batches.index(batch) % len(styles)]
         left.plot(group["output_len"], group["ms_per_token"], style, color=color, label=name, ms=3)
         right.plot(group["output_len"], group["state_bytes"] / 2**20, style, color=color, label=name, ms=3)
-    devices = ", ".join(sorted(str(d) for d in df["device_name"].dropna().unique()))
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel(f"output length (tokens after the prompt; {devices})" if devices else "output length")
+        ax.set_xlabel(_with_devices("output length (tokens after the prompt)", df))
         ax.grid(True, which="both", alpha=0.3)
     left.set_ylabel("time per generated token, ms")
     right.set_ylabel("state or KV cache, MiB")
     left.legend(fontsize=7, loc="best")
     fig.suptitle(title or "decoding cost vs output length")
-    return _save(fig, right, path)
+    return _save(fig, right, path, legend=False)
 
 
 def plot_crossover(df: pd.DataFrame, path: str | Path, *, reference: str = "softmax.sdpa") -> Path:
@@ -198,7 +192,7 @@ def plot_crossover(df: pd.DataFrame, path: str | Path, *, reference: str = "soft
         ax.set_title(f"causal {mode}: where linear and sparse variants overtake softmax")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6, loc="best")
-    return _save(fig, axes[0][-1], path)
+    return _save(fig, axes[0][-1], path, legend=False)
 
 
 def plot_position_costs(df: pd.DataFrame, path: str | Path) -> Path:
@@ -231,7 +225,13 @@ def plot_position_costs(df: pd.DataFrame, path: str | Path) -> Path:
         ax.set_title(f"positional schemes, N = {n}, {mode}")
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, axes[0][-1], path)
+    return _save(fig, axes[0][-1], path, legend=False)
+
+
+def _with_devices(label: str, df: pd.DataFrame) -> str:
+    """An axis label naming the devices the results ran on, e.g. `sequence length N  (AMD EPYC)`."""
+    names = sorted(str(d) for d in df["device_name"].dropna().unique()) if "device_name" in df else []
+    return f"{label}  ({', '.join(names)})" if names else label
 
 
 def _pyplot():
@@ -244,11 +244,13 @@ def _pyplot():
     return plt
 
 
-def _save(fig, ax, path: str | Path) -> Path:
-    """Grid, legend, tight layout; write PNG or SVG (by suffix) and close the figure."""
+def _save(fig, ax, path: str | Path, *, legend: bool = True) -> Path:
+    """Grid and legend on `ax` (a figure of several panels sets its own: `legend=False`),
+    tight layout; write PNG or SVG (by suffix) and close the figure."""
     plt = _pyplot()
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    if legend:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -161,4 +161,4 @@ def plot_frontier(table: pd.DataFrame, path, *, title: str | None = None):
         ax.set_ylabel(measure + (" (higher is better)" if QUALITY[measure] else " (lower is better)"))
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title or "speed–quality frontier (★ Pareto-optimal)")
-    return _save(fig, axes[0][-1], path)
+    return _save(fig, axes[0][-1], path, legend=False)

@@ -24,6 +24,7 @@ from attnbench.report import figures
 from attnbench.report.frontier import frontier_table, plot_frontier
 from attnbench.report.table import hide_unsupported
 from attnbench.report.task_tables import task_column, task_table
+from attnbench.results.store import STATUSES
 
 TEMPLATE = """<!doctype html>
 <html lang="en">
@@ -120,9 +121,7 @@ def _cell(value) -> Cell:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Cell(f"{value:.4g}" if isinstance(value, float) else str(value), "num")
     text = str(value)
-    return Cell(
-        text, f"status-{text}" if text in ("ok", "oom", "error", "crash", "timeout", "unsupported") else ""
-    )
+    return Cell(text, f"status-{text}" if text in STATUSES else "")
 
 
 def frame_table(title: str, df: pd.DataFrame) -> Table:

@@ -133,28 +133,36 @@ def arm_of(row: pd.Series) -> str:
     return f"{row['label']}{extra}"
 
 
-def eval_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (case, evaluation length, mode) of extrapolation results: arm, seq_len
-    (training length), length, factor, mode, status, ppl, bpb, … (a case that did not run
-    gives one row holding its status)."""
+def explode(df: pd.DataFrame, column: str, base) -> pd.DataFrame:
+    """One row per item of each case's list metric `column` (a task's per-length results),
+    each with `base(case row)`; a case that did not run gives one row with its status."""
     rows = []
     for _, r in df.iterrows():
-        base = {
-            "arm": arm_of(r),
-            "case_id": r["case_id"],
-            "train_len": r.get("task.seq_len"),
-            "device": r.get("device"),
-            "dtype": r.get("dtype"),
-        }
-        evals = r.get("evals")
-        if r["status"] != "ok" or not isinstance(evals, list):
-            rows.append({**base, "status": r["status"], "reason": r.get("error")})
-            continue
-        for e in evals:
-            rows.append(
-                {**base, **{k: v for k, v in e.items() if k != "bucket_loss"}, "reason": e.get("reason")}
-            )
+        items = r.get(column)
+        if r["status"] != "ok" or not isinstance(items, list):
+            rows.append({**base(r), "status": r["status"], "reason": r.get("error")})
+        else:
+            rows.extend({"status": "ok", **base(r), **item} for item in items)
     return pd.DataFrame(rows)
+
+
+def eval_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (case, evaluation length, mode) of extrapolation results: arm, train_len,
+    length, factor, mode ("windows" or "sliding (stride s)"), status, ppl, bpb, …"""
+    base = lambda r: {
+        "arm": arm_of(r),
+        "case_id": r["case_id"],
+        "train_len": r.get("task.seq_len"),
+        "device": r.get("device"),
+        "dtype": r.get("dtype"),
+    }
+    rows = explode(df, "evals", base).drop(columns=["bucket_loss"], errors="ignore")
+    if "mode" in rows:
+        sliding = rows["mode"] == "sliding"
+        rows.loc[sliding, "mode"] = (
+            "sliding (stride " + rows.loc[sliding, "stride"].astype(int).astype(str) + ")"
+        )
+    return rows
 
 
 def _ppl_cell(ppl: float) -> str:
@@ -193,23 +201,15 @@ def extrapolation_table(df: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
 
 def decode_rows(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (case, output length) of decode results: label, batch, output_len,
-    ms_per_token, tokens_per_s, state_bytes, … (a case that did not run: one row, its status)."""
-    rows = []
-    for _, r in df.iterrows():
-        base = {
-            "label": r["label"],
-            "batch": r.get("task.batch"),
-            "device": r.get("device"),
-            "dtype": r.get("dtype"),
-            "decode_state": r.get("decode_state"),
-            "status": r["status"],
-        }
-        points = r.get("points")
-        if r["status"] != "ok" or not isinstance(points, list):
-            rows.append({**base, "reason": r.get("error")})
-            continue
-        rows.extend({**base, **pt} for pt in points)
-    return pd.DataFrame(rows)
+    ms_per_token, tokens_per_s, state_bytes, …"""
+    base = lambda r: {
+        "label": r["label"],
+        "batch": r.get("task.batch"),
+        "device": r.get("device"),
+        "dtype": r.get("dtype"),
+        "decode_state": r.get("decode_state"),
+    }
+    return explode(df, "points", base)
 
 
 def crossover(ours: dict[int, float], theirs: dict[int, float]) -> float | None:

@@ -29,9 +29,7 @@ from attnbench.tasks.training import attention_metrics, run_seed
 
 ATTENTION = ".mix.attention."  # the state-dict keys of the attention variants' own parameters
 # the extrapolation task's parameters that shape the source model and its training
-SHARED = tuple(
-    k for k in Extrapolation.params if k not in ("position", "eval_factor", "sliding_stride", "eval_every")
-)
+SHARED = tuple(k for k in Extrapolation.params if k not in ("position", "eval_factor", "sliding_stride"))
 
 
 def swap_attention(source: DecoderLM, make_attention) -> DecoderLM:
@@ -60,7 +58,6 @@ class Convert(DecoderTask):
     params: ClassVar[Mapping[str, Any]] = {
         **{k: Extrapolation.params[k] for k in SHARED},
         "train_tokens": 1_500_000,  # pretraining budget of the softmax source
-        "eval_every": 250,
         "source": "softmax.sdpa",
         "position": "learned",  # the LM's input positions (kept through the swap)
         "finetune_tokens": 500_000,
@@ -69,7 +66,6 @@ class Convert(DecoderTask):
     }
     counts: ClassVar[tuple[str, ...]] = (
         *(k for k in Extrapolation.counts if k in SHARED),
-        "eval_every",
         "finetune_tokens",
     )
 
@@ -83,7 +79,7 @@ class Convert(DecoderTask):
     @staticmethod
     def lm_params(p: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
         """The extrapolation task's parameters for a model of this conversion."""
-        return {**{k: p[k] for k in SHARED}, "eval_factor": 1, "eval_every": p["eval_every"], **changes}
+        return {**{k: p[k] for k in SHARED}, "eval_factor": 1, **changes}
 
     @classmethod
     def run(cls, variant: type[Variant], case: Case, params: dict[str, Any]) -> dict[str, Any]:

@@ -168,7 +168,7 @@ class DecoderLM(nn.Module):
         if self.positions is not None:
             x = x + self.positions.weight[position]
         elif self.position == "sinusoidal":
-            x = x + positions.sinusoidal(position + 1, x.shape[-1])[position].to(x)
+            x = x + positions.sinusoidal(1, x.shape[-1], start=position)[0].to(x)
         new = []
         for block, state in zip(self.blocks, states, strict=True):
             x, state = block.step(state, x)

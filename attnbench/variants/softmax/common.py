@@ -80,7 +80,7 @@ class SoftmaxAttention(Variant):
             return positions.rope(q, pos[n_k - n_q :]), positions.rope(k, pos)
         if self.scheme.applies == "embedding":
             if self.position == "sinusoidal":
-                table = positions.sinusoidal(offset + n_k, q.shape[-1])[offset:].to(q)
+                table = positions.sinusoidal(n_k, q.shape[-1], start=offset).to(q)
             else:
                 table = self.learned(offset + n_k)[offset:].to(q.dtype)
             return q + table[n_k - n_q :], k + table

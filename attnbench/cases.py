@@ -80,10 +80,16 @@ class Case:
         return cls(**kw)
 
     def __str__(self) -> str:
-        return (
-            f"{self.label} {self.shape} {self.dtype} {self.device} "
-            f"{'causal' if self.causal else 'full'} {self.mode}"
-        )
+        return describe(self)
+
+
+def describe(case: Any) -> str:
+    """One case for people, e.g. `linear.elu B1-H8-N1024-D64 float32 cpu causal fwd`: from a
+    Case or from a row of results (anything with its label and axes as items or attributes)."""
+    get = case.__getitem__ if hasattr(case, "__getitem__") else lambda k: getattr(case, k)
+    shape = Shape(*(int(get(k)) for k in ("batch", "heads", "seq_len", "d_head")))
+    mask = "causal" if get("causal") else "full"
+    return f"{get('label')} {shape} {get('dtype')} {get('device')} {mask} {get('mode')}"
 
 
 def freeze(mapping: dict[str, Any]) -> Params:

@@ -31,3 +31,21 @@ def one_line(e: BaseException) -> str:
     """An exception as one line of a result: its type and the first line of its message."""
     first = (str(e).strip().splitlines() or [""])[0]
     return f"{type(e).__name__}: {first}"[:500]
+
+
+def did_you_mean(word: str, options) -> str:
+    """` (did you mean 'x'?)` for the closest of `options`, or "" when none is close."""
+    import difflib
+
+    hint = difflib.get_close_matches(word, [str(o) for o in options], n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def check_known(owner: str, given, known) -> None:
+    """A UserError naming the first of `given` that is not in `known` (parameters of a
+    variant or a task), with the closest name and the full list."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        names = ", ".join(sorted(known)) or "none"
+        tip = did_you_mean(unknown[0], known)
+        raise UserError(f"{owner} has no parameter {unknown[0]!r}{tip} (its parameters: {names})")

@@ -14,18 +14,14 @@ Adding a variant is one file with one class::
 Dropped anywhere under `attnbench/variants/`, it is found by `Registry.discover` (no central
 list to edit) and appears in `attnbench list`, in every suite that selects its name or family,
 and in every registry-wide test. Variants outside the package load from the modules named in
-`ATTNBENCH_PLUGINS` (comma-separated) or the `attnbench.variants` entry-point group.
+`ATTNBENCH_PLUGINS` (comma-separated modules or .py files; `--plugin` sets it) or the
+`attnbench.variants` entry-point group (see `attnbench.discovery`).
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import fnmatch
-import importlib
-import importlib.metadata
-import os
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -33,12 +29,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from attnbench.errors import Unsupported, UserError
+from attnbench.discovery import PLUGINS_ENV, Catalog
+from attnbench.errors import Unsupported, UserError, check_known, did_you_mean
 
 if TYPE_CHECKING:
     from attnbench.cases import Case, Shape
 
-PLUGINS_ENV = "ATTNBENCH_PLUGINS"
+__all__ = ["PLUGINS_ENV", "REGISTRY", "Availability", "Registry", "Variant", "register"]
 
 
 @dataclass(frozen=True)
@@ -89,10 +86,7 @@ class Variant(nn.Module):
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with `given`; an unknown name is a UserError."""
-        unknown = set(given) - set(cls.params)
-        if unknown:
-            known = ", ".join(sorted(cls.params)) or "none"
-            raise UserError(f"{cls.name} has no parameter {sorted(unknown)[0]!r} (its parameters: {known})")
+        check_known(cls.name, given, cls.params)
         return {**cls.params, **given}
 
     @classmethod
@@ -195,70 +189,34 @@ def _availability(cls: type[Variant], device: str) -> Availability:
 V = TypeVar("V", bound=type[Variant])
 
 
-class Registry:
+class Registry(Catalog[type[Variant]]):
     """Name -> Variant class. Filled by `register` as variant modules are imported."""
 
     def __init__(self, packages: tuple[str, ...] = ("attnbench.variants",)) -> None:
-        self._packages = packages
-        self._variants: dict[str, type[Variant]] = {}
-        self._loaded_plugins: set[str] = set()
-        self._discovered = False
+        super().__init__("variant", packages, "attnbench.variants")
 
     def register(self, name: str, *, family: str | None = None) -> Callable[[V], V]:
         def decorate(cls: V) -> V:
             if not (isinstance(cls, type) and issubclass(cls, Variant)):
                 raise TypeError(f"@register({name!r}) expects a Variant subclass, got {cls!r}")
-            existing = self._variants.get(name)
-            if existing is not None and existing.__qualname__ != cls.__qualname__:
-                raise ValueError(f"variant {name!r} registered twice: {existing} and {cls}")
             cls.name = name
             cls.family = family or cls.__dict__.get("family") or name.split(".", 1)[0]
             if not cls.__dict__.get("description"):
                 cls.description = (cls.__doc__ or "").strip().split("\n", 1)[0]
-            self._variants[name] = cls
+            # a module imported twice (a plugin by path, then by name) registers an equal class
+            self.add(name, cls, same=lambda a, b: a.__qualname__ == b.__qualname__)
             return cls
 
         return decorate
 
     def unregister(self, name: str) -> None:
-        self._variants.pop(name, None)
-
-    def discover(self) -> None:
-        """Import every module under the variant packages, then plugins. Idempotent."""
-        if not self._discovered:
-            for package in self._packages:
-                pkg = importlib.import_module(package)
-                for info in pkgutil.walk_packages(pkg.__path__, prefix=package + "."):
-                    importlib.import_module(info.name)
-            for ep in importlib.metadata.entry_points(group="attnbench.variants"):
-                ep.load()
-            self._discovered = True
-        self.load_plugins(_env_plugins())
-
-    def load_plugins(self, modules: list[str]) -> None:
-        for module in modules:
-            if module in self._loaded_plugins:
-                continue
-            try:
-                importlib.import_module(module)
-            except ImportError as e:
-                raise UserError(f"cannot import variant plugin {module!r}: {e}") from e
-            self._loaded_plugins.add(module)
+        self.remove(name)
 
     def all(self) -> list[type[Variant]]:
-        self.discover()
-        return [self._variants[k] for k in sorted(self._variants)]
+        return [cls for _, cls in sorted(self.items().items())]
 
     def families(self) -> list[str]:
         return sorted({v.family for v in self.all()})
-
-    def get(self, name: str) -> type[Variant]:
-        self.discover()
-        if name not in self._variants:
-            hint = difflib.get_close_matches(name, list(self._variants), n=1)
-            tip = f" (did you mean {hint[0]!r}?)" if hint else " (see `attnbench list`)"
-            raise UserError(f"unknown variant {name!r}{tip}")
-        return self._variants[name]
 
     def select(self, patterns: str | list[str]) -> list[type[Variant]]:
         """Variants matching any pattern: an exact name, a glob (`softmax.*`) or a family
@@ -267,25 +225,28 @@ class Registry:
             patterns = [patterns]
         wanted = [p.strip() for item in patterns for p in item.split(",") if p.strip()]
         variants = self.all()
+        by_name = {v.name: v for v in variants}
         chosen: dict[str, type[Variant]] = {}
         for pattern in wanted:
             if any(c in pattern for c in "*?["):
                 hits = [v for v in variants if fnmatch.fnmatchcase(v.name, pattern)]
-            elif pattern in self._variants:
-                hits = [self._variants[pattern]]
+            elif pattern in by_name:
+                hits = [by_name[pattern]]
             else:
                 hits = [v for v in variants if v.family == pattern]
             if not hits:
-                names = [v.name for v in variants] + self.families()
-                hint = difflib.get_close_matches(pattern, names, n=1)
-                tip = f" (did you mean {hint[0]!r}?)" if hint else " (see `attnbench list`)"
+                names = [*by_name, *self.families()]
+                tip = did_you_mean(pattern, names) or " (see `attnbench list`)"
                 raise UserError(f"no variant matches {pattern!r}{tip}")
             chosen.update((v.name, v) for v in hits)
         return [chosen[k] for k in sorted(chosen)]
 
-
-def _env_plugins() -> list[str]:
-    return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    def get(self, name: str) -> type[Variant]:
+        self.discover()
+        if name not in self._items:
+            tip = did_you_mean(name, self._items) or " (see `attnbench list`)"
+            raise UserError(f"unknown variant {name!r}{tip}")
+        return self._items[name]
 
 
 REGISTRY = Registry()

@@ -40,21 +40,21 @@ Every mistake is reported as one `UserError` naming the file, the line and the k
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 import itertools
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from attnbench.cases import DEVICES, DTYPES, MODES, Case, freeze
-from attnbench.errors import UserError
+from attnbench.errors import UserError, did_you_mean
 from attnbench.measure.settings import METRIC_GROUPS, MeasureSettings
 from attnbench.registry import REGISTRY, Registry
+from attnbench.task_grid import TaskGrid, parse_task
 from attnbench.tasks import TASK_AXES, get_task
 
 if sys.version_info >= (3, 11):
@@ -65,49 +65,9 @@ else:  # pragma: no cover
 SUITE_DIRS = (Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites")
 INT_AXES = ("batch", "heads", "seq_len", "d_head", "threads")
 AXES = ("variants", *INT_AXES, "dtype", "device", "causal", "mode")
-SUITE_KEYS = {
-    "description": str,
-    "timeout_s": (int, float),
-    "budget_s": (int, float),
-    "min_run_time_s": (int, float),
-    "metrics": list,
-    "show": str,
-    "warmup": int,
-    "min_samples": int,
-    "error_rows": int,
-    "recompile_limit": int,
-    "calibrate": bool,
-}
-DEFAULT_AXES: dict[str, list[Any]] = {
-    "batch": [1],
-    "heads": [8],
-    "seq_len": [1024],
-    "d_head": [64],
-    "dtype": ["float32"],
-    "device": ["cpu"],
-    "causal": [False],
-    "mode": ["fwd"],
-}
-
-
-@dataclass(frozen=True)
-class TaskGrid:
-    """A suite's [task]: the task's name and, for each point of its grid, the task's
-    parameters and the case shape they fix (expanded and checked once, when parsed)."""
-
-    name: str
-    points: tuple[tuple[dict[str, Any], dict[str, int]], ...]
-
-    def with_param(self, key: str, value: Any) -> TaskGrid:
-        """Every point with the task parameter `key` set to `value` (a command-line override,
-        e.g. `run --corpus`); a UserError if the task has no such parameter."""
-        task = get_task(self.name)
-        points = []
-        for params, _ in self.points:
-            params = {**params, key: value}
-            task.resolve_params(params)
-            points.append((params, task.shape(params)))
-        return TaskGrid(self.name, tuple(points))
+# axes a sweep leaves out take the Case's defaults (threads: torch's default thread count)
+DEFAULT_AXES: dict[str, list[Any]] = {f.name: [f.default] for f in fields(Case) if f.name in AXES[1:]}
+DEFAULT_AXES.pop("threads")
 
 
 @dataclass(frozen=True)
@@ -136,7 +96,7 @@ class Suite:
             try:
                 variants = registry.select(sweep["variants"])
             except UserError as e:
-                raise UserError(f"{self._where('variants')}: {e}") from None
+                raise UserError(f"{self.location('variants')}: {e}") from None
             axes = {k: sweep.get(k, DEFAULT_AXES.get(k)) for k in AXES if k != "variants"}
             if device:
                 axes["device"] = [device]
@@ -170,7 +130,7 @@ class Suite:
         try:
             cls.resolve_params({k: v[0] for k, v in swept.items()})
         except UserError as e:
-            raise UserError(f"{self._where('params')}: {e}") from None
+            raise UserError(f"{self.location('params')}: {e}") from None
         names = sorted(swept)
         grid = [dict(zip(names, vals, strict=True)) for vals in itertools.product(*(swept[n] for n in names))]
         for params in grid:
@@ -190,8 +150,25 @@ class Suite:
                     return False
         return True
 
-    def _where(self, key: str) -> str:
+    def location(self, key: str) -> str:
+        """`file:line` of the first line that sets `key` in the suite file."""
         return f"{self.path}:{line_of(self.text, key)}"
+
+
+SUITE_FIELDS = ("description", "timeout_s", "budget_s", "show")  # [suite] keys that are Suite fields
+
+
+def _suite_keys() -> dict[str, type | tuple[type, ...]]:
+    """Every [suite] key and the TOML types it takes, read from the fields of `Suite` and
+    `MeasureSettings` (their defaults live there, and only there)."""
+    accepts = {"bool": bool, "int": int, "float": (int, float), "str": str, "tuple[str, ...]": list}
+    types = {f.name: f.type for f in fields(Suite) if f.name in SUITE_FIELDS}
+    setting_types = {f.name: f.type for f in fields(MeasureSettings)}
+    types |= {key: setting_types[name] for key, name in MeasureSettings.suite_keys().items()}
+    return {key: accepts[str(t).removesuffix(" | None")] for key, t in types.items()}
+
+
+SUITE_KEYS = _suite_keys()
 
 
 def line_of(text: str, key: str) -> int:
@@ -213,9 +190,9 @@ def find_suite(name: str) -> Path:
         if (folder / f"{name}.toml").is_file():
             return folder / f"{name}.toml"
     known = sorted({p.stem for d in SUITE_DIRS if d.is_dir() for p in d.glob("*.toml")})
-    hint = difflib.get_close_matches(name, known, n=1)
-    tip = f"did you mean {hint[0]!r}? " if hint else ""
-    raise UserError(f"no suite {name!r}; {tip}known suites: {', '.join(known) or 'none'}")
+    raise UserError(
+        f"no suite {name!r}{did_you_mean(name, known)}; known suites: {', '.join(known) or 'none'}"
+    )
 
 
 def load_suite(name: str) -> Suite:
@@ -235,10 +212,8 @@ def load_suite(name: str) -> Suite:
 
 
 def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
-    where = lambda key: f"{path}:{line_of(text, key)}"
-
     def fail(key: str, msg: str) -> UserError:
-        return UserError(f"{where(key)}: {msg}")
+        return UserError(f"{path}:{line_of(text, key)}: {msg}")
 
     unknown = set(data) - {"suite", "sweep", "params", "limits", "task"}
     if unknown:
@@ -247,28 +222,19 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     meta = data.get("suite", {})
     for key, value in meta.items():
         if key not in SUITE_KEYS:
-            raise fail(key, f"unknown key {key!r} in [suite]{_did_you_mean(key, SUITE_KEYS)}")
+            raise fail(key, f"unknown key {key!r} in [suite]{did_you_mean(key, SUITE_KEYS)}")
         if not _has_type(value, SUITE_KEYS[key]):
             raise fail(key, f"[suite] {key} has the wrong type ({type(value).__name__})")
-    metrics = tuple(meta.get("metrics", METRIC_GROUPS))
-    bad = [m for m in metrics if m not in METRIC_GROUPS]
+    bad = [m for m in meta.get("metrics", ()) if m not in METRIC_GROUPS]
     if bad:
         raise fail("metrics", f"unknown metric group {bad[0]!r} (choose from {', '.join(METRIC_GROUPS)})")
-    settings = MeasureSettings(
-        metrics=metrics,
-        min_run_time=float(meta.get("min_run_time_s", 0.5)),
-        min_samples=meta.get("min_samples", 7),
-        warmup=meta.get("warmup", 2),
-        error_rows=meta.get("error_rows", 128),
-        recompile_limit=meta.get("recompile_limit", 64),
-        calibrate=meta.get("calibrate", True),
-    )
+    settings = MeasureSettings.from_suite(meta)
     raw = data.get("sweep")
     if raw is None:
         raise UserError(f"{path}: no [sweep] table: say which variants and shapes to run")
     blocks = [raw] if isinstance(raw, dict) else raw
     sweeps = tuple(_parse_sweep(b, fail) for b in blocks)
-    task = _parse_task(data["task"], fail) if "task" in data else None
+    task = parse_task(data["task"], fail) if "task" in data else None
     if task is not None:
         for sweep in sweeps:
             fixed = sorted(set(sweep) & set(TASK_AXES))
@@ -293,65 +259,9 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
             if not isinstance(bound, int) or isinstance(bound, bool):
                 raise fail(key, f"limit {key} must be an integer")
         limits[pattern] = bounds
-    return Suite(
-        name=path.stem,
-        path=path,
-        description=meta.get("description", ""),
-        timeout_s=float(meta.get("timeout_s", 300)),
-        budget_s=meta.get("budget_s"),
-        show=meta.get("show", "latency_ms"),
-        settings=settings,
-        sweeps=sweeps,
-        params=params,
-        limits=limits,
-        task=task,
-        text=text,
-    )
-
-
-def _parse_task(table: Any, fail) -> TaskGrid:
-    """[task]: `name` and the task's parameters, each a value or a list of values (swept), and
-    `points`, tables of parameters that vary together; expanded to the task's grid."""
-    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
-        raise fail("task", '[task] needs name = "<task>" (e.g. "retrieval")')
-    try:
-        task = get_task(table["name"])
-    except UserError as e:
-        raise fail("name", str(e)) from None
-    swept = {k: v if isinstance(v, list) else [v] for k, v in table.items() if k not in ("name", "points")}
-    points = table.get("points", [{}])  # no points: one empty point, the swept grid alone
-    if "points" in table and not (
-        isinstance(points, list) and points and all(isinstance(p, dict) and p for p in points)
-    ):
-        raise fail("points", "[task] points must be a list of tables, e.g. [{seq_len = 64, pairs = 4}]")
-    for point in points:
-        clash = sorted(set(point) & set(swept))
-        if clash:
-            raise fail("points", f"task parameter {clash[0]!r} is set both in points and on its own")
-    for key, values in swept.items():
-        if not values:
-            raise fail(key, f"task parameter {key!r} is empty")
-    # each value alone first, so an error names its line; a value that is wrong only against the
-    # defaults of the others (sliding_stride beyond the default seq_len) is checked in the grid
-    context = {**{k: v[0] for k, v in swept.items()}, **points[0]}
-    for key, values in swept.items():
-        for v in values:
-            try:
-                task.resolve_params({key: v})
-            except UserError as e:
-                try:
-                    task.resolve_params({**context, key: v})
-                except UserError:
-                    raise fail(key, str(e)) from None
-    names = sorted(swept)
-    grid = []
-    for point, values in itertools.product(points, itertools.product(*(swept[n] for n in names))):
-        params = {**dict(zip(names, values, strict=True)), **point}
-        try:
-            grid.append((params, task.shape(params)))
-        except UserError as e:
-            raise fail("points" if point else "task", str(e)) from None
-    return TaskGrid(task.name, tuple(grid))
+    given = {key: meta[key] for key in SUITE_FIELDS if key in meta}  # the rest keep Suite's defaults
+    parsed = dict(settings=settings, sweeps=sweeps, params=params, limits=limits, task=task, text=text)
+    return Suite(path.stem, path, **given, **parsed)
 
 
 def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:
@@ -365,7 +275,7 @@ def _parse_sweep(block: dict[str, Any], fail) -> dict[str, list[Any]]:
     sweep: dict[str, list[Any]] = {}
     for key, value in block.items():
         if key not in AXES:
-            raise fail(key, f"unknown sweep axis {key!r}{_did_you_mean(key, AXES)}")
+            raise fail(key, f"unknown sweep axis {key!r}{did_you_mean(key, AXES)}")
         values = value if isinstance(value, list) else [value]
         if not values:
             raise fail(key, f"sweep axis {key!r} is empty")
@@ -390,8 +300,3 @@ def _check_axis_value(key: str, v: Any, fail) -> None:
         if not isinstance(v, str) or (choices and v not in choices):
             allowed = f" (choose from {', '.join(choices)})" if choices else ""
             raise fail(key, f"bad {key} {v!r}{allowed}")
-
-
-def _did_you_mean(key: str, options) -> str:
-    hint = difflib.get_close_matches(key, list(options), n=1)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""

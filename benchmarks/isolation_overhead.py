@@ -25,7 +25,7 @@ from attnbench.runner.executors import InlineExecutor, SubprocessExecutor
 def wall(executor, cases: list[Case]) -> float:
     start = time.perf_counter()
     for case in cases:
-        assert executor.run(case)["status"] == "ok"
+        assert executor.run(case).status == "ok"
     return time.perf_counter() - start
 
 

@@ -70,12 +70,10 @@ def main() -> int:
         case = Case(name, params, *shape, threads=args.threads)
         result = executor.run(case)
         executor.close()  # a fresh worker for the next case: no case inherits another's heap
-        rows.append(
-            {"label": case.label, "status": result["status"], "error": result["error"], **result["metrics"]}
-        )
-        print(f"{case.label}: {result['status']} {result['metrics'].get('latency_ms', '')}", file=sys.stderr)
+        rows.append({"label": case.label, "status": result.status, "error": result.error, **result.metrics})
+        print(f"{case.label}: {result.status} {result.metrics.get('latency_ms', '')}", file=sys.stderr)
         save()  # after every case: a run cut short keeps what it measured
-    timed = [r for r in rows if r["status"] == "ok"]
+    timed = [r for r in rows if r.status == "ok"]
     best = min((r for r in timed if r["label"].startswith("softmax.")), key=lambda r: r["latency_ms"])
     table = Table(
         title=f"causal fwd, B={args.batch} H={args.heads} N={args.seq_len} D={args.d_head} "

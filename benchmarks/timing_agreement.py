@@ -119,21 +119,21 @@ def main() -> int:
         harness, plain, threads_used = [], [], set()
         for _ in range(2):
             result = execute(case, settings)
-            if result["status"] != "ok":
+            if result.status != "ok":
                 table.add_row(
                     variant,
                     str(case.shape),
                     case.dtype,
                     str(case.causal),
-                    result["status"],
+                    result.status,
                     "",
                     "",
                     "",
-                    result["error"] or "",
+                    result.error or "",
                 )
                 break
-            harness.append(result["metrics"]["latency_ms"] / 1e3)
-            threads_used.add(result["metrics"]["threads_used"])
+            harness.append(result.metrics["latency_ms"] / 1e3)
+            threads_used.add(result.metrics["threads_used"])
             plain.append(direct(variant, case, args.min_run_time))
         else:
             h, d = statistics.median(harness), statistics.median(plain)

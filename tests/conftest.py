@@ -43,3 +43,36 @@ def faulty_variants():
         os.environ.pop(PLUGINS_ENV, None)
     else:
         os.environ[PLUGINS_ENV] = old
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """What each figure drawn during the test holds, panel by panel: title, axis labels and
+    scales, legend entries and line count (read when the figure is saved)."""
+    from attnbench.report import figures
+
+    captured: list[dict] = []
+    real = figures.save
+
+    def spy(fig, ax, path, **kw):
+        out = real(fig, ax, path, **kw)
+        panels = []
+        for a in fig.axes:
+            legend = a.get_legend()
+            panels.append(
+                {
+                    "title": a.get_title(),
+                    "xlabel": a.get_xlabel(),
+                    "ylabel": a.get_ylabel(),
+                    "xscale": a.get_xscale(),
+                    "yscale": a.get_yscale(),
+                    "legend": [t.get_text() for t in legend.get_texts()] if legend else [],
+                    "lines": len(a.get_lines()),
+                }
+            )
+        suptitle = fig._suptitle.get_text() if fig._suptitle is not None else ""
+        captured.append({"path": out, "panels": panels, "suptitle": suptitle})
+        return out
+
+    monkeypatch.setattr(figures, "save", spy)
+    return captured

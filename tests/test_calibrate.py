@@ -36,7 +36,7 @@ def test_ceilings_are_cached_per_thread_count_and_dtype(fake_machine):
 
 def test_results_report_percent_of_the_measured_peak(fake_machine):
     case = Case("softmax.sdpa_math", (), 1, 2, 128, 32, threads=1)
-    m = execute(case, MeasureSettings(metrics=("time",), min_run_time=0.01))["metrics"]
+    m = execute(case, MeasureSettings(metrics=("time",), min_run_time=0.01)).metrics
     assert m["pct_peak_flops"] == pytest.approx(100 * m["tflops"] * 1e12 / 1e11)
     min_bytes = 4 * (1 * 2 * 128 * 32) * 4  # q, k, v read and o written, fp32
     assert m["pct_peak_bw"] == pytest.approx(100 * min_bytes / (m["latency_ms"] / 1e3) / 1e10)

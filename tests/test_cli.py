@@ -40,18 +40,18 @@ def test_broken_suite_file_is_one_line_and_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args",
+    "args, message",
     [
-        ("run", "--suite", "ci", "--only", "softmax.nothing"),
-        ("run", "--suite", "ci", "--executor", "ray-ish"),
-        ("show", "missing.jsonl"),
-        ("list", "nothing.*"),
-        ("frobnicate",),
+        (("run", "--suite", "ci", "--only", "softmax.nothing"), "no variant matches 'softmax.nothing'"),
+        (("run", "--suite", "ci", "--executor", "ray-ish"), "invalid choice: 'ray-ish'"),
+        (("show", "missing.jsonl"), "cannot read results file missing.jsonl"),
+        (("list", "nothing.*"), "no variant matches 'nothing.*'"),
+        (("frobnicate",), "invalid choice: 'frobnicate'"),
     ],
     ids=["only", "executor", "show-missing", "list", "command"],
 )
-def test_user_errors_are_one_line(args):
-    one_line_error(run_cli(*args))
+def test_user_errors_are_one_line_naming_the_mistake(args, message):
+    assert message in one_line_error(run_cli(*args))
 
 
 def test_list_json_describes_every_variant():
@@ -111,5 +111,12 @@ def test_show_skips_corrupt_lines_with_a_warning_and_keeps_the_rest(tmp_path, ca
     assert "r.jsonl:2" in captured.err and "r.jsonl:3" in captured.err and "r.jsonl:4" in captured.err
 
 
-def test_bad_metric_is_a_user_error(tmp_path):
-    assert main(["show", str(tmp_path / "none.jsonl"), "--metric", "speed"]) == 2
+def test_bad_metric_is_a_user_error_naming_the_metrics(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    suite = tmp_path / "tiny.toml"
+    suite.write_text('[suite]\nmetrics = ["memory"]\n[sweep]\nvariants = ["softmax.naive"]\nseq_len = [32]\n')
+    assert main(["run", "--suite", str(suite), "-o", str(path), "--executor", "inline"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(path), "--metric", "speed"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("attnbench: error: unknown metric 'speed'") and "latency_ms" in err

@@ -11,6 +11,7 @@ import pytest
 
 from attnbench.cases import Case
 from attnbench.cli import main
+from attnbench.outcome import Outcome
 from attnbench.results.store import make_record
 
 VARIANTS = ["softmax.sdpa", "softmax.naive", "linear.elu"]
@@ -41,11 +42,7 @@ def results(path, *, slower: float = 1.0, plant: dict | None = None) -> str:
                 if status == "ok"
                 else {}
             )
-            outcome = {
-                "status": status,
-                "error": None if status == "ok" else "out of memory",
-                "metrics": metrics,
-            }
+            outcome = Outcome(status, None if status == "ok" else "out of memory", metrics)
             lines.append(json.dumps(make_record(case(v, n), outcome, "ci")))
     path.write_text("\n".join(lines) + "\n")
     return str(path)
@@ -94,7 +91,7 @@ def test_ok_to_oom_is_a_regression(tmp_path, capsys):
 def test_new_and_missing_cases_are_listed_not_fatal(tmp_path, capsys):
     base = results(tmp_path / "base.jsonl")
     lines = (tmp_path / "base.jsonl").read_text().splitlines()
-    extra = json.dumps(make_record(case("linear.elu", 2048), {"status": "ok", "metrics": {}}, "ci"))
+    extra = json.dumps(make_record(case("linear.elu", 2048), Outcome("ok"), "ci"))
     (tmp_path / "cur.jsonl").write_text("\n".join([*lines[1:], extra]) + "\n")
     capsys.readouterr()
     assert main(["compare", base, str(tmp_path / "cur.jsonl")]) == 0
@@ -113,12 +110,13 @@ def test_malformed_input_is_one_line_and_exit_2(tmp_path, content):
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("attnbench: error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert "the current results hold no cases" in errors[0]
 
 
 def test_compiled_kernels_memory_has_a_tolerance(tmp_path, capsys):
     def flex(path, extra: int) -> str:
         metrics = {"latency_ms": 1.0, "peak_mem_bytes": 1_000_000 + extra, "compiles": 1}
-        record = make_record(case("softmax.flex", 512), {"status": "ok", "metrics": metrics}, "ci")
+        record = make_record(case("softmax.flex", 512), Outcome("ok", metrics=metrics), "ci")
         path.write_text(json.dumps(record) + "\n")
         return str(path)
 

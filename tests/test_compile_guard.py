@@ -20,19 +20,19 @@ def test_flex_past_the_compile_cache_is_compiled_or_flagged_never_silently_eager
         results = [executor.run(flex_case(n)) for n in (64, 96, 128, 160, 64)]
     finally:
         executor.close()
-    summary = [(r["status"], r["error"], r["flags"], r["metrics"].get("compiles")) for r in results]
-    assert [r["status"] for r in results] == ["ok"] * 5, summary
+    summary = [(r.status, r.error, r.flags, r.metrics.get("compiles")) for r in results]
+    assert [r.status for r in results] == ["ok"] * 5, summary
     for r in results:
-        compiled = r["metrics"]["compiles"] >= 1
-        fell_back = "fallback_eager" in r["flags"]
+        compiled = r.metrics["compiles"] >= 1
+        fell_back = "fallback_eager" in r.flags
         cached = not compiled and not fell_back
         assert compiled != fell_back or cached, summary
-        assert r["metrics"]["valid"] is (not fell_back), summary
-        assert r["metrics"]["rel_err"] < 1e-5  # the eager path is slow, not wrong
-    assert [r["metrics"]["compiles"] >= 1 for r in results[:2]] == [True, True], summary
-    assert ["fallback_eager" in r["flags"] for r in results[2:4]] == [True, True], summary
+        assert r.metrics["valid"] is (not fell_back), summary
+        assert r.metrics["rel_err"] < 1e-5  # the eager path is slow, not wrong
+    assert [r.metrics["compiles"] >= 1 for r in results[:2]] == [True, True], summary
+    assert ["fallback_eager" in r.flags for r in results[2:4]] == [True, True], summary
     # a shape compiled before the limit was hit still runs its compiled graph
-    assert "fallback_eager" not in results[4]["flags"] and results[4]["metrics"]["valid"], summary
+    assert "fallback_eager" not in results[4].flags and results[4].metrics["valid"], summary
 
 
 def test_recompiling_inside_the_timed_region_is_flagged(faulty_variants):
@@ -40,5 +40,5 @@ def test_recompiling_inside_the_timed_region_is_flagged(faulty_variants):
     result = execute(
         case, MeasureSettings(min_run_time=0.01, warmup=0, calibrate=False, recompile_limit=10_000)
     )
-    assert result["status"] == "ok", result["error"]
-    assert "recompiled_during_timing" in result["flags"] and result["metrics"]["valid"] is False
+    assert result.status == "ok", result.error
+    assert "recompiled_during_timing" in result.flags and result.metrics["valid"] is False

@@ -102,8 +102,6 @@ def test_convert_rejects_an_unknown_source():
 def test_convert_table_puts_the_four_perplexities_side_by_side():
     import pandas as pd
 
-    from attnbench.report.task_tables import task_table
-
     df = pd.DataFrame(
         [
             {
@@ -122,7 +120,7 @@ def test_convert_table_puts_the_four_perplexities_side_by_side():
             {"case_id": "b", "label": "linear.favor", "status": "error"},
         ]
     )
-    table = task_table(df, "convert", unsupported=True)
+    table = get_task("convert").table(df)
     row = table.iloc[0]
     assert (row["softmax source"], row["swapped"], row["finetuned"], row["from scratch"]) == (
         "4.20",

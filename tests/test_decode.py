@@ -115,7 +115,7 @@ def test_variants_without_a_decoding_form_say_so():
 
 
 def test_crossover_is_where_the_cheaper_variant_stays_cheaper():
-    from attnbench.report.task_tables import crossover
+    from attnbench.report.table import crossover
 
     softmax = {64: 1.0, 128: 2.0, 256: 4.0, 512: 8.0}
     assert crossover({64: 3.0, 128: 3.0, 256: 3.0, 512: 3.0}, softmax) == pytest.approx(
@@ -126,7 +126,7 @@ def test_crossover_is_where_the_cheaper_variant_stays_cheaper():
     assert crossover({64: 0.5, 128: 3.0, 256: 3.0, 512: 9.0}, softmax) is None
 
 
-def test_decode_suite_runs_and_shows_cost_state_and_crossover(tmp_path, capsys):
+def test_decode_suite_runs_and_shows_cost_state_and_crossover(tmp_path, capsys, drawn):
     from attnbench.cli import main
     from attnbench.results import load_results
 
@@ -168,7 +168,11 @@ window = 16
     assert main(["show", str(out), "--format", "md", "--plot", str(plot)]) == 0
     text = capsys.readouterr().out
     assert "T=64" in text and "T=200" in text and "cheaper than softmax.sdpa from T" in text
-    assert plot.stat().st_size > 0
+    (fig,) = drawn  # time per token on the left (with the legend), state bytes on the right
+    left, right = fig["panels"]
+    assert left["ylabel"] == "time per generated token, ms" and right["ylabel"] == "state or KV cache, MiB"
+    assert len(left["legend"]) == 6 and "softmax.sdpa, B=2" in left["legend"] and right["legend"] == []
+    assert left["lines"] == right["lines"] == 6 and left["xscale"] == right["yscale"] == "log"
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ def test_faults_become_statuses_and_the_sweep_goes_on(faulty_variants, tmp_path)
 def test_worker_is_reused_across_cases(tmp_path):
     executor = SubprocessExecutor(FAST, timeout_s=60)
     try:
-        statuses = [executor.run(case("softmax.naive", n))["status"] for n in (16, 32, 48)]
+        statuses = [executor.run(case("softmax.naive", n)).status for n in (16, 32, 48)]
     finally:
         executor.close()
     assert executor.starts == 1 and statuses == ["ok"] * 3
@@ -59,11 +59,11 @@ def test_inline_and_subprocess_give_the_same_non_timing_metrics():
     finally:
         sub.close()
     for key in ("peak_mem_bytes", "rel_err", "max_abs_err"):
-        assert inline["metrics"][key] == isolated["metrics"][key], key
+        assert inline.metrics[key] == isolated.metrics[key], key
 
 
 def test_unsupported_case_is_recorded_with_its_reason():
     result = InlineExecutor(FAST).run(case("softmax.sdpa_efficient"))
-    assert result["status"] == "unsupported" and "efficient" in result["error"]
+    assert result.status == "unsupported" and "efficient" in result.error
     result = InlineExecutor(FAST).run(Case("softmax.flex", (), 1, 2, 32, 16, mode="fwd+bwd", threads=1))
-    assert result["status"] == "unsupported" and "backward" in result["error"]
+    assert result.status == "unsupported" and "backward" in result.error

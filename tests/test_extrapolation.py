@@ -13,8 +13,8 @@ from attnbench.errors import UserError
 from attnbench.registry import REGISTRY
 from attnbench.tasks import get_task
 from attnbench.tasks.checkpoints import checkpoint_path
-from attnbench.tasks.extrapolation import eval_lengths, split_position
 from attnbench.tasks.lm import VOCAB, as_tokens, evaluate, sample_batch, windows
+from attnbench.tasks.lm_train import eval_lengths, split_position
 from attnbench.tasks.model import DecoderLM
 
 TINY = dict(d_model=32, layers=1, heads=2, batch=8, eval_every=50, curve_tokens=256, warmup=10)
@@ -262,7 +262,7 @@ def test_bf16_autocast_training_on_gpu(text_file):
     assert all(e["status"] == "ok" and e["peak_bytes"] > 0 for e in row["evals"])
 
 
-def test_run_then_show_pivots_arm_by_evaluation_length(tmp_path, text_file, capsys):
+def test_run_then_show_pivots_arm_by_evaluation_length(tmp_path, text_file, capsys, drawn):
     from attnbench.cli import main
     from attnbench.results import load_results
 
@@ -306,7 +306,11 @@ position = ["learned", "alibi"]
     assert "16 (1×)" in text and "64 (4×)" in text and "4× / 1×" in text
     assert lines["softmax.sdpa[position=learned]"].count("unsupported") == 2
     assert "unsupported" not in lines["softmax.sdpa[position=alibi]"]
-    assert plot.stat().st_size > 0
+    (fig,) = drawn
+    (panel,) = fig["panels"]
+    assert panel["ylabel"] == "validation perplexity (per byte)" and panel["xscale"] == "log"
+    assert panel["legend"][:2] == ["softmax.sdpa[position=learned]", "softmax.sdpa[position=alibi]"]
+    assert "training length 16" in panel["legend"]
     hashes = df["corpus_sha256"].dropna()
     assert len(hashes) == 2 and hashes.nunique() == 1 and len(hashes.iloc[0]) == 64
 
@@ -359,7 +363,7 @@ print(sums[0] == sums[1], sums)
 def test_eval_rows_name_the_sliding_stride():
     import pandas as pd
 
-    from attnbench.report.task_tables import eval_rows
+    from attnbench.tasks.extrapolation import eval_rows
 
     point = {"length": 16, "factor": 1.0, "status": "ok", "ppl": 2.0, "bucket_loss": [0.7]}
     evals = [{**point, "mode": m, "stride": s} for m, s in (("windows", None), ("sliding", 4))]

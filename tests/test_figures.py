@@ -58,25 +58,28 @@ def bench_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_crossover_figure_names_where_linear_overtakes_softmax(tmp_path, monkeypatch):
+def test_crossover_figure_names_where_linear_overtakes_softmax(tmp_path, drawn):
     from attnbench.report import figures
 
-    labels = []
-    real = figures._save
-
-    def spy(fig, ax, path, **kw):
-        labels.extend(t.get_text() for a in fig.axes for t in a.get_legend().get_texts())
-        return real(fig, ax, path, **kw)
-
-    monkeypatch.setattr(figures, "_save", spy)
-    out = figures.plot_crossover(bench_rows(), tmp_path / "x.png")
-    assert out.stat().st_size > 0
-    assert "linear.elu  (faster from N ≈ 2000)" in labels, labels  # 2e-3·n = 1e-6·n² at n = 2000
+    figures.plot_crossover(bench_rows(), tmp_path / "x.png")
+    (fig,) = drawn
+    assert [p["title"].split(":")[0] for p in fig["panels"]] == ["causal fwd", "causal fwd+bwd"]
+    for panel in fig["panels"]:  # one legend per mode, on log-log axes of the latency ratio
+        assert panel["legend"] == ["linear.elu  (faster from N ≈ 2000)"]  # 2e-3·n = 1e-6·n² at n = 2000
+        assert panel["ylabel"] == "latency / softmax.sdpa latency" and panel["xscale"] == "log"
 
 
-def test_position_cost_bars(tmp_path):
+def test_position_cost_bars_have_a_panel_per_mode_and_a_bar_per_path(tmp_path, drawn):
     from attnbench.report.figures import plot_position_costs
 
-    assert plot_position_costs(bench_rows(), tmp_path / "p.png").stat().st_size > 0
+    plot_position_costs(bench_rows(), tmp_path / "p.png")
+    (fig,) = drawn
+    assert [p["title"] for p in fig["panels"]] == [
+        "positional schemes, N = 4096, fwd",
+        "positional schemes, N = 4096, fwd+bwd",
+    ]
+    assert all(
+        p["legend"] == ["softmax.naive"] and p["ylabel"] == "median latency, ms" for p in fig["panels"]
+    )
     with pytest.raises(UserError):
         plot_position_costs(bench_rows().assign(params=""), tmp_path / "q.png")

@@ -15,7 +15,8 @@ def test_pareto_keeps_what_nothing_beats():
         {"capacity": 60, "tokens/s": 600.0},  # in between, beaten by neither
         {"ppl 1×": 4.0, "tokens/s": 5000.0},  # no quality in common with the others
     ]
-    assert pareto(points, {"capacity": True, "ppl 1×": False, "tokens/s": True}) == [
+    objectives = {"capacity": True, "ppl 1×": False, "tokens/s": True}
+    assert pareto(points, objectives, ("capacity", "ppl 1×")) == [
         True,
         True,
         False,

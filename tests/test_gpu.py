@@ -43,7 +43,7 @@ def test_cuda_peak_memory_of_a_known_allocation_is_exact():
 def test_a_cuda_case_is_timed_with_do_bench_and_records_memory():
     case = Case("softmax.sdpa", (), 2, 8, 1024, 64, "bfloat16", "cuda", True, "fwd+bwd", threads=1)
     result = execute(case, MeasureSettings(min_run_time=0.05, calibrate=False))
-    assert result["status"] == "ok", result["error"]
-    m = result["metrics"]
+    assert result.status == "ok", result.error
+    m = result.metrics
     assert m["timer"] == "triton.testing.do_bench" and m["mem_method"] == "cuda-max-allocated"
     assert m["peak_mem_bytes"] > 0 and m["rel_err"] < 2e-2

@@ -13,6 +13,7 @@ import pytest
 
 from attnbench.cases import Case
 from attnbench.cli import main
+from attnbench.outcome import Outcome
 from attnbench.results.store import make_record
 
 HOSTILE = "<img src=x onerror=\"console.error('injected')\">"
@@ -25,11 +26,11 @@ def write_results(path: Path) -> Path:
         for n in (256, 512, 1024):
             ms = base * n / 256
             metrics = {"latency_ms": ms, "latency_iqr_ms": 0.04 * ms, "peak_mem_bytes": 4096 * n}
-            outcome = {"status": "ok", "metrics": metrics, "env": {"device_name": "test CPU", "torch": "2.x"}}
+            outcome = Outcome("ok", metrics=metrics, env={"device_name": "test CPU", "torch": "2.x"})
             records.append(
                 make_record(Case(variant, (), 1, 4, n, 64, causal=True), outcome, f"suite {HOSTILE}")
             )
-    oom = {"status": "oom", "error": "out of memory", "metrics": {}}
+    oom = Outcome("oom", "out of memory")
     records.append(make_record(Case("softmax.naive", (), 1, 4, 1024, 64, causal=True), oom, "ci"))
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path

@@ -111,7 +111,7 @@ def test_delta_rule_is_causal_only():
     result = execute(
         Case("linear.elu", (("rule", "delta"),), 1, 2, 64, 16), MeasureSettings(metrics=("error",))
     )
-    assert result["status"] == "unsupported" and "causal" in result["error"]
+    assert result.status == "unsupported" and "causal" in result.error
 
 
 def test_chunked_peak_memory_is_linear_in_n():
@@ -122,8 +122,8 @@ def test_chunked_peak_memory_is_linear_in_n():
     def peak(n: int, form: str) -> int:
         case = Case("linear.elu", (("form", form),), 1, 2, n, 32, causal=True, mode="fwd+bwd")
         result = execute(case, settings)
-        assert result["status"] == "ok", result["error"]
-        return result["metrics"]["peak_mem_bytes"]
+        assert result.status == "ok", result.error
+        return result.metrics["peak_mem_bytes"]
 
     assert peak(2048, "chunk") == 2 * peak(1024, "chunk")
     assert peak(2048, "parallel") > 3.5 * peak(1024, "parallel")
@@ -234,9 +234,9 @@ def test_dpfp_is_nonnegative_with_d_dot_2_d_nu(nu):
 def test_d_dot_is_recorded_with_each_result():
     case = Case("linear.favor", (("m", 128),), 1, 2, 64, 16, causal=True)
     result = execute(case, MeasureSettings(metrics=("error",)))
-    assert result["status"] == "ok", result["error"]
-    assert result["metrics"]["d_dot"] == 256
-    assert result["metrics"]["rel_err"] < 1e-5
+    assert result.status == "ok", result.error
+    assert result.metrics["d_dot"] == 256
+    assert result.metrics["rel_err"] < 1e-5
 
 
 def test_learned_parts_are_trained():

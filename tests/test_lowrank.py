@@ -37,8 +37,8 @@ def test_iterative_pseudo_inverse_converges():
 def test_approximation_error_is_a_recorded_metric_and_falls_with_rank():
     def error(name: str, params: tuple) -> float:
         result = execute(Case(name, params, 1, 2, 256, 32), MeasureSettings(metrics=("error",)))
-        assert result["status"] == "ok", result["error"]
-        return result["metrics"]["rel_err"]
+        assert result.status == "ok", result.error
+        return result.metrics["rel_err"]
 
     coarse, fine = (
         error("lowrank.nystrom", (("landmarks", 4),)),
@@ -61,9 +61,9 @@ def test_linformer_with_identity_projections_is_softmax():
 def test_linformer_limits_are_recorded():
     settings = MeasureSettings(metrics=("error",))
     too_long = execute(Case("lowrank.linformer", (("max_len", 128),), 1, 2, 200, 16), settings)
-    assert too_long["status"] == "unsupported" and "max_len=128" in too_long["error"]
+    assert too_long.status == "unsupported" and "max_len=128" in too_long.error
     causal = execute(Case("lowrank.nystrom", (), 1, 2, 64, 16, causal=True), settings)
-    assert causal["status"] == "unsupported"
+    assert causal.status == "unsupported"
 
 
 def test_linformer_flops_match_the_flop_counter():

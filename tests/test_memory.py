@@ -32,8 +32,8 @@ def test_peak_does_not_count_what_existed_before():
 def naive_peak(seq_len: int, causal: bool = False, mode: str = "fwd") -> int:
     case = Case("softmax.naive", (), 1, 2, seq_len, 32, "float32", "cpu", causal, mode, threads=1)
     result = execute(case, MEMORY_ONLY)
-    assert result["status"] == "ok", result["error"]
-    return result["metrics"]["peak_mem_bytes"]
+    assert result.status == "ok", result.error
+    return result.metrics["peak_mem_bytes"]
 
 
 def test_naive_forward_peak_is_its_formula():
@@ -54,9 +54,7 @@ def test_naive_peak_grows_quadratically_and_is_identical_across_runs():
 def test_sdpa_flash_peak_is_far_below_naive_at_long_n():
     """The fused CPU kernel never holds N×N: its peak grows linearly in N."""
     flash = [
-        execute(Case("softmax.sdpa_flash", (), 1, 2, n, 32, threads=1), MEMORY_ONLY)["metrics"][
-            "peak_mem_bytes"
-        ]
+        execute(Case("softmax.sdpa_flash", (), 1, 2, n, 32, threads=1), MEMORY_ONLY).metrics["peak_mem_bytes"]
         for n in (1024, 2048)
     ]
     assert flash[1] < 2.5 * flash[0]

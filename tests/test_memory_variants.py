@@ -68,16 +68,16 @@ def test_cache_is_reported_and_peak_memory_is_linear():
     for n in (4096, 8192, 12288):  # long enough that the outputs, not one segment, set the peak
         case = Case("memory.xl", (("segment", 128), ("memory", 128)), 1, 2, n, 32, causal=True, mode="fwd")
         result = execute(case, settings)
-        assert result["status"] == "ok", result["error"]
-        assert result["metrics"]["cache_bytes"] == 2 * 1 * 2 * 128 * 32 * 4
-        assert result["metrics"]["rel_err"] < 1e-5
-        peaks.append(result["metrics"]["peak_mem_bytes"])
+        assert result.status == "ok", result.error
+        assert result.metrics["cache_bytes"] == 2 * 1 * 2 * 128 * 32 * 4
+        assert result.metrics["rel_err"] < 1e-5
+        peaks.append(result.metrics["peak_mem_bytes"])
     assert peaks[2] - peaks[1] == peaks[1] - peaks[0] > 0
 
 
 def test_xl_has_no_non_causal_form():
     result = execute(Case("memory.xl", (), 1, 2, 64, 16, causal=False), MeasureSettings(metrics=("error",)))
-    assert result["status"] == "unsupported"
+    assert result.status == "unsupported"
 
 
 def compressive(**params):

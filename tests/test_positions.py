@@ -169,13 +169,13 @@ def test_unsupported_pairings_are_recorded_not_raised():
     settings = MeasureSettings(metrics=("error",))
     for scheme in ("relative", "t5"):
         result = execute(Case("softmax.flex", (("position", scheme),), 1, 2, 64, 16, causal=True), settings)
-        assert result["status"] == "unsupported" and "score_mod" in result["error"]
+        assert result.status == "unsupported" and "score_mod" in result.error
     learned = execute(
         Case("softmax.naive", (("position", "learned"),), 1, 2, 5000, 16, causal=True), settings
     )
-    assert learned["status"] == "unsupported" and "4096" in learned["error"]
+    assert learned.status == "unsupported" and "4096" in learned.error
     ok = execute(Case("softmax.sdpa", (("position", "alibi"),), 1, 2, 300, 16, causal=True), settings)
-    assert ok["status"] == "ok" and ok["metrics"]["rel_err"] < 1e-5
+    assert ok.status == "ok" and ok.metrics["rel_err"] < 1e-5
 
 
 def test_sinusoids_from_an_offset_are_the_rows_of_the_full_table():

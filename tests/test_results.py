@@ -4,11 +4,12 @@ import pytest
 
 from attnbench.cases import Case
 from attnbench.errors import UserError
+from attnbench.outcome import Outcome
 from attnbench.results import ResultStore, load_results, make_record, read_records
 
 
 def outcome(status="ok", **metrics):
-    return {"status": status, "error": None, "metrics": metrics, "flags": [], "env": {"threads": 1}}
+    return Outcome(status, None, metrics, [], {"threads": 1})
 
 
 def test_records_append_one_line_each_and_a_cut_line_is_kept_apart(tmp_path):

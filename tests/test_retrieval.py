@@ -9,7 +9,7 @@ import torch
 from attnbench.cases import Case, freeze
 from attnbench.registry import REGISTRY
 from attnbench.tasks import get_task
-from attnbench.tasks.retrieval import (
+from attnbench.tasks.retrieval_data import (
     RetrievalModel,
     last_values,
     retrieval_loss,

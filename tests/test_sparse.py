@@ -127,8 +127,8 @@ def test_flex_block_mask_matches_dense_mask(pattern, params):
 def peak(name: str, n: int, params=(("window", 128),)) -> int:
     case = Case(name, params, 1, 2, n, 32, causal=True, mode="fwd+bwd")
     result = execute(case, MeasureSettings(metrics=("memory",), warmup=0, calibrate=False))
-    assert result["status"] == "ok", result["error"]
-    return result["metrics"]["peak_mem_bytes"]
+    assert result.status == "ok", result.error
+    return result.metrics["peak_mem_bytes"]
 
 
 def test_blocked_local_peak_memory_is_linear_in_n():
@@ -164,6 +164,6 @@ def test_density_and_flops_count_the_allowed_pairs(causal):
         Case("sparse.local", (("window", w),), 1, 2, n, 16, causal=causal),
         MeasureSettings(metrics=("error",)),
     )
-    assert result["status"] == "ok", result["error"]
-    assert result["metrics"]["density"] == pytest.approx(pairs / full)
-    assert result["metrics"]["rel_err"] < 1e-5
+    assert result.status == "ok", result.error
+    assert result.metrics["density"] == pytest.approx(pairs / full)
+    assert result.metrics["rel_err"] < 1e-5

@@ -9,11 +9,14 @@ import textwrap
 import pandas as pd
 import pytest
 
-from attnbench.cli import _shard, main
+from attnbench.cli import main
+from attnbench.commands.run import shard
+from attnbench.commands.show import task_name
 from attnbench.errors import UserError
-from attnbench.report.task_tables import capacity, capacity_table, crossing, mqar_table, task_name
 from attnbench.results import load_results
 from attnbench.suites import load_suite
+from attnbench.tasks import get_task
+from attnbench.tasks.retrieval import capacity, capacity_table, crossing
 
 
 def write(tmp_path, text: str, name: str = "t.toml"):
@@ -98,10 +101,10 @@ def test_a_task_suite_may_not_sweep_what_the_task_fixes(tmp_path):
 
 def test_shard_splits_cases_without_overlap():
     cases = list(range(10))
-    parts = [_shard(cases, f"{i}/3") for i in range(3)]
+    parts = [shard(cases, f"{i}/3") for i in range(3)]
     assert sorted(x for part in parts for x in part) == cases
     with pytest.raises(UserError, match="expected I/N"):
-        _shard(cases, "3/3")
+        shard(cases, "3/3")
 
 
 def test_capacity_is_where_the_loss_stops_staying_under_the_threshold():
@@ -145,11 +148,11 @@ def test_mqar_table_keeps_the_best_learning_rate():
         **{"task.seq_len": [64, 64, 64], "task.pairs": [4, 4, 4], "task.lr": [1e-3, 3e-3, 1e-2]},
         accuracy=[0.5, 0.9, None],
     )
-    table = mqar_table(df)
+    table = get_task("mqar").table(df)
     assert table.loc[0, "L=64,D=4"] == "0.900 (lr 0.003)"
 
 
-def test_run_then_show_prints_the_capacity_table(tmp_path, capsys):
+def test_run_then_show_prints_the_capacity_table(tmp_path, capsys, drawn):
     suite, out = write(tmp_path, RETRIEVAL), tmp_path / "r.jsonl"
     assert main(["run", "--suite", str(suite), "-o", str(out), "--executor", "inline"]) == 0
     df = load_results(out)
@@ -173,4 +176,9 @@ def test_run_then_show_prints_the_capacity_table(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert "capacity (loss<0.01)" in text and "| linear.elu[norm=sum]" in text and "unbounded" in text
-    assert (tmp_path / "c.png").stat().st_size > 0
+    (fig,) = drawn
+    (panel,) = fig["panels"]
+    assert panel["ylabel"] == "best evaluation loss (0.5·squared error)" and panel["yscale"] == "log"
+    assert (
+        "capacity threshold 0.01" in panel["legend"] and "linear.elu[norm=sum]  (d_dot 8)" in panel["legend"]
+    )

@@ -36,9 +36,9 @@ def test_noisy_flag_follows_the_spread():
 def test_results_record_the_thread_count_used():
     case = Case("softmax.sdpa_math", (), 1, 2, 64, 16, threads=1)
     result = execute(case, MeasureSettings(metrics=("time",), min_run_time=0.01, calibrate=False))
-    assert result["status"] == "ok"
-    assert result["metrics"]["threads_used"] == 1 and result["env"]["threads"] == 1
-    m = result["metrics"]
+    assert result.status == "ok"
+    assert result.metrics["threads_used"] == 1 and result.env["threads"] == 1
+    m = result.metrics
     assert m["latency_q25_ms"] <= m["latency_ms"] <= m["latency_q75_ms"]
     assert m["tokens_per_s"] == 64 / (m["latency_ms"] / 1e3)
     assert m["flops"] == 4 * 2 * 64 * 64 * 16

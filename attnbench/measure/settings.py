@@ -3,23 +3,28 @@ Chosen per suite; not part of a case's identity."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 METRIC_GROUPS = ("time", "memory", "error")
 
 
+def _setting(default: Any, key: str | None = None) -> Any:
+    """A setting and the [suite] key that sets it (its own name unless given)."""
+    return field(default=default, metadata={"suite_key": key})
+
+
 @dataclass(frozen=True)
 class MeasureSettings:
-    """How a case is measured (not part of its identity)."""
+    """How a case is measured (not part of its identity). Each field is a [suite] key."""
 
-    metrics: tuple[str, ...] = METRIC_GROUPS
-    min_run_time: float = 0.5  # seconds of timed calls per case (CPU); rep time on GPU
-    min_samples: int = 7  # timed samples at least, however slow the call (CPU)
-    warmup: int = 2  # calls after the first (compiling) one, before timing
-    error_rows: int = 128  # query rows sampled for the error against the oracle
-    recompile_limit: int = 64  # torch.compile cache per function, sized for a sweep
-    calibrate: bool = True  # report % of this machine's measured ceilings
+    metrics: tuple[str, ...] = _setting(METRIC_GROUPS)
+    min_run_time: float = _setting(0.5, "min_run_time_s")  # seconds of timed calls (CPU); rep time on GPU
+    min_samples: int = _setting(7)  # timed samples at least, however slow the call (CPU)
+    warmup: int = _setting(2)  # calls after the first (compiling) one, before timing
+    error_rows: int = _setting(128)  # query rows sampled for the error against the oracle
+    recompile_limit: int = _setting(64)  # torch.compile cache per function, sized for a sweep
+    calibrate: bool = _setting(True)  # report % of this machine's measured ceilings
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -31,3 +36,13 @@ class MeasureSettings:
         if "metrics" in kw:
             kw["metrics"] = tuple(kw["metrics"])
         return cls(**kw)
+
+    @classmethod
+    def suite_keys(cls) -> dict[str, str]:
+        """[suite] key -> field name."""
+        return {f.metadata.get("suite_key") or f.name: f.name for f in fields(cls)}
+
+    @classmethod
+    def from_suite(cls, meta: dict[str, Any]) -> MeasureSettings:
+        """The settings a [suite] table sets; the rest keep their defaults."""
+        return cls.from_dict({name: meta[key] for key, name in cls.suite_keys().items() if key in meta})

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.utils.benchmark as tbench
 
+from attnbench.measure.settings import MeasureSettings
+
 NOISY_IQR = 0.10  # IQR / median above this flags a measurement as noisy
 
 
@@ -43,7 +45,11 @@ def _quartiles(samples: list[float]) -> tuple[float, float, float]:
 
 
 def time_cpu(
-    fn: Callable[[], object], *, threads: int, min_run_time: float = 0.5, min_samples: int = 7
+    fn: Callable[[], object],
+    *,
+    threads: int,
+    min_run_time: float = MeasureSettings.min_run_time,
+    min_samples: int = MeasureSettings.min_samples,
 ) -> Timing:
     """Median over blocks of `torch.utils.benchmark.Timer.blocked_autorange`, topped up to
     `min_samples` blocks for calls too slow to give that many within `min_run_time`."""
@@ -88,7 +94,12 @@ def _time_cuda_events(fn: Callable[[], object], *, rep_ms: int) -> Timing:
 
 
 def time_fn(
-    fn: Callable[[], object], *, device: str, threads: int, min_run_time: float = 0.5, min_samples: int = 7
+    fn: Callable[[], object],
+    *,
+    device: str,
+    threads: int,
+    min_run_time: float = MeasureSettings.min_run_time,
+    min_samples: int = MeasureSettings.min_samples,
 ) -> Timing:
     if device == "cuda":
         return time_cuda(fn, rep_ms=max(25, int(min_run_time * 1e3)))

@@ -22,7 +22,11 @@ ORACLES: dict[str, Oracle] = {
 
 
 def get(key: str) -> Oracle:
-    try:
-        return ORACLES[key]
-    except KeyError:
-        raise KeyError(f"no reference oracle {key!r}; known: {sorted(ORACLES)}") from None
+    """The oracle named `key`; a variant naming one that does not exist is a UserError."""
+    from attnbench.errors import UserError, did_you_mean
+
+    if key not in ORACLES:
+        raise UserError(
+            f"no reference oracle {key!r}{did_you_mean(key, ORACLES)}; known: {', '.join(sorted(ORACLES))}"
+        )
+    return ORACLES[key]

@@ -14,12 +14,12 @@ def compressive_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     *,
-    causal: bool = True,
-    rows: torch.Tensor | None = None,
     segment: int,
     memory: int,
     compressed: int,
     rate: int,
+    causal: bool = True,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     q, k, v = (t.to(torch.float64) for t in (q, k, v))
     n = q.shape[-2]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from attnbench.cases import describe
 from attnbench.errors import UserError
 
 SHAPE = ["batch", "heads", "seq_len", "d_head", "dtype", "device", "causal", "mode", "threads"]
@@ -44,14 +45,6 @@ class Change:
     current: str
     change: float | None  # relative change (speed ratio, memory bytes), None for status/new/missing
     regression: bool
-
-
-def describe(row: pd.Series) -> str:
-    causal = "causal" if row.get("causal") else "full"
-    return (
-        f"{row['label']} B{row['batch']} H{row['heads']} N{row['seq_len']} D{row['d_head']} "
-        f"{row['dtype']} {row['device']} {causal} {row['mode']}"
-    )
 
 
 def _reference_latency(df: pd.DataFrame, reference: str) -> dict[tuple, pd.Series]:

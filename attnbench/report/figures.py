@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from attnbench.errors import UserError
-from attnbench.report.table import ROW_AXES, hide_unsupported, metric
-from attnbench.report.task_tables import d_dot_of, decode_rows, eval_rows
+from attnbench.report.table import ROW_AXES, crossover, hide_unsupported, metric
 
 
 def scaling_exponent(n: np.ndarray, y: np.ndarray) -> float | None:
@@ -29,7 +28,7 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
     """Write a PNG or SVG (by suffix) of `name` against seq_len; returns the path."""
     import matplotlib.ticker
 
-    plt = _pyplot()
+    plt = pyplot()
 
     m = metric(name)
     ok = hide_unsupported(df)
@@ -62,10 +61,10 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
-    ax.set_xlabel(_with_devices("sequence length N", ok))
+    ax.set_xlabel(with_devices("sequence length N", ok))
     ax.set_ylabel(m.title.split(" (")[0])
     ax.set_title(title or m.title)
-    return _save(fig, ax, path)
+    return save(fig, ax, path)
 
 
 def _axis_text(axis: str, value) -> str:
@@ -76,96 +75,11 @@ def _axis_text(axis: str, value) -> str:
     return f"{axis}={value}"
 
 
-def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title: str | None = None) -> Path:
-    """Retrieval results as the fast-weight paper's Fig. 2: best evaluation loss against the
-    number of stored pairs S, one line per variant (d_dot in the legend), the capacity
-    threshold dashed."""
-    plt = _pyplot()
-    ok = df[(df["status"] == "ok") & df["best_loss"].notna()] if "best_loss" in df else df.iloc[0:0]
-    if ok.empty:
-        raise UserError("no ok retrieval results to plot")
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    colors = plt.get_cmap("tab10").colors
-    for i, (label, group) in enumerate(ok.groupby("label", sort=True)):
-        group = group.sort_values("task.S")
-        d_dot = d_dot_of(group)
-        suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
-        ax.plot(group["task.S"], group["best_loss"], "-o", color=colors[i % 10], label=label + suffix, ms=4)
-    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
-    ax.set_yscale("log")
-    ax.set_xlabel(_with_devices("stored pairs S", ok))
-    ax.set_ylabel("best evaluation loss (0.5·squared error)")
-    ax.set_title(title or "associative retrieval: loss vs number of stored pairs")
-    return _save(fig, ax, path)
-
-
-def plot_extrapolation(df: pd.DataFrame, path: str | Path, *, title: str | None = None) -> Path:
-    """Extrapolation results as the ALiBi paper's Fig. 1: validation perplexity against the
-    evaluation length (log-x), one line per arm (non-overlapping windows solid, sliding dashed),
-    the training length marked."""
-    plt = _pyplot()
-    ev = eval_rows(df)
-    ok = ev[ev["status"] == "ok"] if "ppl" in ev else ev.iloc[0:0]
-    if ok.empty:
-        raise UserError("no ok extrapolation results to plot")
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    arms = list(ok.groupby("arm", sort=False))
-    colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
-    markers = {"softmax": "o", "linear": "s", "sparse": "^"}  # one marker per family
-    for i, (arm, group) in enumerate(arms):
-        marker = markers.get(arm.split(".")[0], "D")
-        for mode, part in group.groupby("mode", sort=True):
-            part = part.sort_values("length")
-            style = ("-" if mode == "windows" else "--") + marker
-            label = arm if mode == "windows" else f"{arm}, {mode}"
-            ax.plot(part["length"], part["ppl"], style, color=colors[i % len(colors)], label=label, ms=4)
-    for length in sorted(ok["train_len"].dropna().unique()):
-        ax.axvline(length, color="grey", ls=":", lw=1.2, label=f"training length {int(length)}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel(_with_devices("evaluation length, bytes", df))
-    ax.set_ylabel("validation perplexity (per byte)")
-    ax.set_title(title or "length extrapolation: perplexity vs evaluation length")
-    return _save(fig, ax, path)
-
-
-def plot_decode(df: pd.DataFrame, path: str | Path, *, title: str | None = None) -> Path:
-    """Decoding cost against output length (log-log): time per token on the left, the bytes
-    the state holds on the right, one line per variant and batch."""
-    plt = _pyplot()
-    rows = decode_rows(df)
-    ok = rows[rows["status"] == "ok"] if "ms_per_token" in rows else rows.iloc[0:0]
-    if ok.empty:
-        raise UserError("no ok decode results to plot")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8))
-    labels, batches = sorted(ok["label"].unique()), sorted(ok["batch"].unique())
-    colors = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20").colors
-    styles = ["-o", "--s", ":^", "-.d"]  # one per batch size; one colour per variant
-    for (label, batch), group in ok.groupby(["label", "batch"], sort=True):
-        group = group.sort_values("output_len")
-        name, color = f"{label}, B={int(batch)}", colors[labels.index(label) % len(colors)]
-        style = styles[batches.index(batch) % len(styles)]
-        left.plot(group["output_len"], group["ms_per_token"], style, color=color, label=name, ms=3)
-        right.plot(group["output_len"], group["state_bytes"] / 2**20, style, color=color, label=name, ms=3)
-    for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel(_with_devices("output length (tokens after the prompt)", df))
-        ax.grid(True, which="both", alpha=0.3)
-    left.set_ylabel("time per generated token, ms")
-    right.set_ylabel("state or KV cache, MiB")
-    left.legend(fontsize=7, loc="best")
-    fig.suptitle(title or "decoding cost vs output length")
-    return _save(fig, right, path, legend=False)
-
-
 def plot_crossover(df: pd.DataFrame, path: str | Path, *, reference: str = "softmax.sdpa") -> Path:
     """Each non-softmax variant's latency as a multiple of `reference`'s at the same N (causal,
     one panel per mode), the line at 1 marking parity; the legend gives the N from which it
     stays faster (interpolated log-log), the crossover."""
-    from attnbench.report.task_tables import crossover
-
-    plt = _pyplot()
+    plt = pyplot()
     ok = df[(df["status"] == "ok") & df["latency_ms"].notna()] if "latency_ms" in df else df.iloc[0:0]
     ok = ok[ok["causal"] == True]  # noqa: E712 (a column of booleans)
     modes = sorted(set(ok.loc[ok["variant"] == reference, "mode"]))
@@ -192,13 +106,13 @@ def plot_crossover(df: pd.DataFrame, path: str | Path, *, reference: str = "soft
         ax.set_title(f"causal {mode}: where linear and sparse variants overtake softmax")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6, loc="best")
-    return _save(fig, axes[0][-1], path, legend=False)
+    return save(fig, axes[0][-1], path, legend=False)
 
 
 def plot_position_costs(df: pd.DataFrame, path: str | Path) -> Path:
     """The cost of each positional scheme (the ALiBi paper's Fig. 4 at the layer): median
     latency per scheme and softmax path at the longest N, one panel per mode."""
-    plt = _pyplot()
+    plt = pyplot()
     ok = (
         df[(df["status"] == "ok") & df["params"].fillna("").str.contains("position=")]
         if "params" in df
@@ -225,16 +139,16 @@ def plot_position_costs(df: pd.DataFrame, path: str | Path) -> Path:
         ax.set_title(f"positional schemes, N = {n}, {mode}")
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, axes[0][-1], path, legend=False)
+    return save(fig, axes[0][-1], path, legend=False)
 
 
-def _with_devices(label: str, df: pd.DataFrame) -> str:
+def with_devices(label: str, df: pd.DataFrame) -> str:
     """An axis label naming the devices the results ran on, e.g. `sequence length N  (AMD EPYC)`."""
     names = sorted(str(d) for d in df["device_name"].dropna().unique()) if "device_name" in df else []
     return f"{label}  ({', '.join(names)})" if names else label
 
 
-def _pyplot():
+def pyplot():
     """matplotlib.pyplot on the file-only backend (no display needed), imported on first use."""
     import matplotlib
 
@@ -244,10 +158,10 @@ def _pyplot():
     return plt
 
 
-def _save(fig, ax, path: str | Path, *, legend: bool = True) -> Path:
+def save(fig, ax, path: str | Path, *, legend: bool = True) -> Path:
     """Grid and legend on `ax` (a figure of several panels sets its own: `legend=False`),
     tight layout; write PNG or SVG (by suffix) and close the figure."""
-    plt = _pyplot()
+    plt = pyplot()
     if legend:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")

@@ -11,16 +11,11 @@ not); the `cost from` column says which row priced it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import pandas as pd
 
-from attnbench.report.task_tables import capacity, eval_rows, task_column
-
-QUALITY = {  # column -> True when larger is better
-    "capacity": True,
-    "ppl 1×": False,
-    "ppl 16×": False,
-}
+from attnbench.results.frame import task_column
 
 
 def cost_shape(benchmark: pd.DataFrame) -> dict | None:
@@ -39,35 +34,28 @@ def cost_shape(benchmark: pd.DataFrame) -> dict | None:
     return {"mode": mode, "causal": bool(part["causal"].iloc[0]), "seq_len": int(reached.min())}
 
 
+def quality_measures(df: pd.DataFrame) -> dict[str, bool]:
+    """The quality measures of the tasks in `df` (name -> larger is better)."""
+    from attnbench.tasks import get_task
+
+    names = task_column(df).dropna().unique()
+    return {k: v for name in sorted(names) for k, v in get_task(name).quality.items()}
+
+
 def quality_rows(df: pd.DataFrame) -> dict[str, dict]:
-    """Quality by label: retrieval capacity (loss < 0.01) and perplexity at 1× and the
-    longest evaluated length."""
+    """Quality by label, from every task in `df` that measures one (retrieval capacity,
+    perplexity at 1× and 16× the training length, …): each task's `quality_of`."""
+    from attnbench.tasks import get_task
+
     out: dict[str, dict] = {}
     names = task_column(df)
-    retrieval = df[names == "retrieval"]
-    if len(retrieval):
-        setting1 = retrieval[retrieval.get("task.setting", 1) == 1]
-        for label, group in setting1.groupby("label"):
-            ok = group[group["status"] == "ok"]
-            losses = {int(r["task.S"]): float(r["best_loss"]) for _, r in ok.iterrows()}
-            if losses:
-                out.setdefault(label, {"variant": group["variant"].iloc[0]})["capacity"] = capacity(
-                    losses, 0.01
-                )
-    extrapolation = df[names == "extrapolation"]
-    if len(extrapolation):
-        ev = eval_rows(extrapolation)
-        ev = ev[(ev["status"] == "ok") & (ev.get("mode") == "windows")] if "mode" in ev else ev.iloc[0:0]
-        variant_of = dict(zip(extrapolation["label"], extrapolation["variant"], strict=False))
-        for arm, group in ev.groupby("arm"):
-            by_factor = dict(zip(group["factor"], group["ppl"], strict=True))
-            row = out.setdefault(arm, {"variant": variant_of.get(arm, arm.split("[")[0])})
-            row["ppl 1×"] = by_factor.get(1.0)
-            row["ppl 16×"] = by_factor.get(max(by_factor)) if max(by_factor) > 1 else None
+    for name in sorted(names.dropna().unique()):
+        for label, row in get_task(name).quality_of(df[names == name]).items():
+            out.setdefault(label, {}).update(row)
     return out
 
 
-def pareto(points: list[dict], objectives: dict[str, bool]) -> list[bool]:
+def pareto(points: list[dict], objectives: dict[str, bool], quality: Iterable[str]) -> list[bool]:
     """Which points no other point dominates (at least as good in every objective that both
     have, better in one, with at least one quality measure in common); objectives map a key
     to True when larger is better."""
@@ -82,7 +70,7 @@ def pareto(points: list[dict], objectives: dict[str, bool]) -> list[bool]:
             if q is p:
                 continue
             keys = [k for k in objectives if _num(p.get(k)) and _num(q.get(k))]
-            if not set(keys) & set(QUALITY):
+            if not set(keys) & set(quality):
                 continue  # no quality both were measured on: not comparable
             if all(better_or_equal(q, p, k, objectives[k]) for k in keys) and any(q[k] != p[k] for k in keys):
                 dominated = True
@@ -99,6 +87,7 @@ def frontier_table(df: pd.DataFrame) -> pd.DataFrame:
     """Rows: every variant with a quality result; columns: quality, cost at one shape, and
     whether it is on the Pareto frontier. Empty when the results hold no quality task."""
     quality = quality_rows(df)
+    measures = quality_measures(df)
     names = task_column(df)
     benchmark = df[names.isna()]
     shape = cost_shape(benchmark) if len(benchmark) and "tokens_per_s" in benchmark else None
@@ -112,7 +101,7 @@ def frontier_table(df: pd.DataFrame) -> pd.DataFrame:
         ]
     rows = []
     for label, q in sorted(quality.items()):
-        row = {"label": label, **{k: q.get(k) for k in QUALITY}}
+        row = {"label": label, **{k: q.get(k) for k in measures}}
         match = priced[priced["label"] == label] if len(priced) else priced
         if len(priced) and match.empty:
             match = priced[(priced["variant"] == q["variant"]) & (priced["params"].fillna("") == "")]
@@ -125,23 +114,25 @@ def frontier_table(df: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     if not rows:
         return pd.DataFrame()
-    objectives = {**QUALITY, "tokens/s": True, "peak MiB": False}
-    for row, on in zip(rows, pareto(rows, objectives), strict=True):
+    objectives = {**measures, "tokens/s": True, "peak MiB": False}
+    for row, on in zip(rows, pareto(rows, objectives, measures), strict=True):
         row["Pareto"] = "★" if on else ""
     table = pd.DataFrame(rows)
     if shape:
         table.attrs["shape"] = (
             f"{'causal' if shape['causal'] else 'full'} {shape['mode']} at N = {shape['seq_len']}"
         )
+    table.attrs["quality"] = measures
     return table
 
 
 def plot_frontier(table: pd.DataFrame, path, *, title: str | None = None):
     """Quality against tokens/s, one panel per quality measure, Pareto points starred."""
-    from attnbench.report.figures import _pyplot, _save
+    from attnbench.report.figures import pyplot, save
 
-    plt = _pyplot()
-    measures = [m for m in QUALITY if m in table and table[m].map(_num).any()]
+    plt = pyplot()
+    larger = table.attrs.get("quality", {})
+    measures = [m for m in larger if m in table and table[m].map(_num).any()]
     if "tokens/s" not in table or not measures:
         from attnbench.errors import UserError
 
@@ -158,7 +149,7 @@ def plot_frontier(table: pd.DataFrame, path, *, title: str | None = None):
             )
         ax.set_xscale("log")
         ax.set_xlabel(f"tokens/s ({table.attrs.get('shape', 'one shape')})")
-        ax.set_ylabel(measure + (" (higher is better)" if QUALITY[measure] else " (lower is better)"))
+        ax.set_ylabel(measure + (" (higher is better)" if larger[measure] else " (lower is better)"))
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title or "speed–quality frontier (★ Pareto-optimal)")
-    return _save(fig, axes[0][-1], path, legend=False)
+    return save(fig, axes[0][-1], path, legend=False)

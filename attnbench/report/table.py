@@ -3,13 +3,13 @@ sequence length, one metric in the cells. Used by `attnbench show` and the end-o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
-from rich.markup import escape
-from rich.table import Table
 
 from attnbench.errors import UserError
+from attnbench.results.frame import metric_columns
 
 
 @dataclass(frozen=True)
@@ -99,22 +99,6 @@ def _cell(row: pd.Series, m: Metric, raw: bool):
     return text
 
 
-def rich_table(table: pd.DataFrame, title: str) -> Table:
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for col in table.columns:
-        out.add_column(str(col), justify="left" if not str(col).startswith("N=") else "right")
-    for _, row in table.iterrows():
-        out.add_row(*[_status_style(str(v)) for v in row])
-    return out
-
-
-def _status_style(text: str) -> str:
-    colour = {"oom": "red", "crash": "red", "error": "red", "timeout": "yellow", "unsupported": "dim"}.get(
-        text
-    )
-    return f"[{colour}]{text}[/]" if colour else escape(text)
-
-
 def status_counts(df: pd.DataFrame) -> str:
     counts = df["status"].value_counts()
     return ", ".join(f"{counts[s]} {s}" for s in counts.index)
@@ -124,3 +108,57 @@ LEGEND = (
     f"{INVALID_MARK} invalid (torch.compile fell back to eager or recompiled while timed); "
     f"{NOISY_MARK} noisy (IQR above 10% of the median)"
 )
+
+
+# --- helpers of the tasks' tables -----------------------------------------------------------
+def row_keys(df: pd.DataFrame, candidates: list[str]) -> list[str]:
+    """`label` and those of `candidates` that vary in `df`: the rows of a task's table."""
+    return ["label"] + [c for c in candidates if c in df and df[c].nunique(dropna=False) > 1]
+
+
+def generic_task_table(df: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
+    """One row per case: its label and the task parameters that vary, its status, and every
+    scalar metric (what a task without a table of its own shows)."""
+    keys = row_keys(df, sorted(c for c in df.columns if c.startswith("task.") and c != "task.name"))
+    table = df[[*keys, "status", *metric_columns(df)]].copy()
+    if not raw:
+        for column in table.columns[len(keys) + 1 :]:
+            table[column] = table[column].map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+    return table.fillna("").rename(columns=lambda c: c.removeprefix("task."))
+
+
+def explode(df: pd.DataFrame, column: str, base) -> pd.DataFrame:
+    """One row per item of each case's list metric `column` (a task's per-length results),
+    each with `base(case row)`; a case that did not run gives one row with its status."""
+    rows = []
+    for _, r in df.iterrows():
+        items = r.get(column)
+        if r["status"] != "ok" or not isinstance(items, list):
+            rows.append({**base(r), "status": r["status"], "reason": r.get("error")})
+        else:
+            rows.extend({"status": "ok", **base(r), **item} for item in items)
+    return pd.DataFrame(rows)
+
+
+def d_dot_of(group: pd.DataFrame) -> int | None:
+    """The d_dot a variant's results record (one per variant), or None (no fixed-size memory)."""
+    d_dot = group["d_dot"].dropna() if "d_dot" in group else ()
+    return int(d_dot.iloc[0]) if len(d_dot) else None
+
+
+def crossover(ours: dict[int, float], theirs: dict[int, float]) -> float | None:
+    """The length from which `ours` (a cost by length) stays below `theirs`, interpolated in
+    log-log between the lengths around the crossing; 0 when it is below from the start, None
+    when it never gets there (or gets there and rises again)."""
+    lengths = sorted(set(ours) & set(theirs))
+    below = [ours[n] < theirs[n] for n in lengths]
+    if not lengths or not below[-1]:
+        return None
+    first = len(below) - below[::-1].index(False) if False in below else 0
+    if first == 0:
+        return 0
+    n0, n1 = lengths[first - 1], lengths[first]
+    d0 = math.log(ours[n0]) - math.log(theirs[n0])
+    d1 = math.log(ours[n1]) - math.log(theirs[n1])
+    frac = d0 / (d0 - d1) if d0 != d1 else 1.0
+    return math.exp(math.log(n0) + frac * (math.log(n1) - math.log(n0)))

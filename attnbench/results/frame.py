@@ -26,7 +26,18 @@ CASE_COLUMNS = [
     "threads",
 ]
 ENV_COLUMNS = ["device_name", "torch", "git_revision", "hostname"]
-NESTED_KEPT = ("evals", "points")  # list metrics kept as one object column (per-length results)
+# every column that is not a metric (task parameters are `task.<name>` columns besides these)
+RECORD_COLUMNS = [
+    "case_id",
+    "label",
+    "suite",
+    "status",
+    "error",
+    *CASE_COLUMNS,
+    "flags",
+    "wall_s",
+    *ENV_COLUMNS,
+]
 
 
 def flatten(rec: dict[str, Any]) -> dict[str, Any]:
@@ -43,13 +54,32 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
     for k, v in (case.get("task") or {}).items():
         row[f"task.{k}"] = v
     for k, v in rec.get("metrics", {}).items():
-        if not isinstance(v, (dict, list)) or k in NESTED_KEPT:
+        if not isinstance(v, dict):  # a list (a task's per-length results, a curve) is one object cell
             row[k] = v
     row["flags"] = ",".join(rec.get("flags", []))
     row["wall_s"] = rec.get("wall_s")
     env = rec.get("env", {})
     row.update({k: env.get(k) for k in ENV_COLUMNS})
     return row
+
+
+def task_column(df: pd.DataFrame) -> pd.Series:
+    """Each row's task name, None for benchmark rows (aligned with `df`)."""
+    if "task.name" in df:
+        return df["task.name"].where(df["task.name"].notna(), None)
+    return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """The columns of `df` that hold scalar metrics (not the case, the task or the environment)."""
+    fixed = set(RECORD_COLUMNS)
+    return [
+        c
+        for c in df.columns
+        if c not in fixed
+        and not c.startswith("task.")
+        and not df[c].map(lambda v: isinstance(v, (list, dict))).any()
+    ]
 
 
 def load_results(*paths: str | Path, on_warning: Callable[[str], None] | None = None) -> pd.DataFrame:

@@ -12,12 +12,13 @@ from typing import Any
 
 from attnbench.cases import Case
 from attnbench.errors import UserError
+from attnbench.outcome import Outcome
 
 SCHEMA = 1
 STATUSES = ("ok", "oom", "timeout", "crash", "unsupported", "error")
 
 
-def make_record(case: Case, outcome: dict[str, Any], suite: str) -> dict[str, Any]:
+def make_record(case: Case, outcome: Outcome, suite: str) -> dict[str, Any]:
     """One result: the case, its status, metrics and flags, and the environment it ran in."""
     return {
         "schema": SCHEMA,
@@ -25,12 +26,12 @@ def make_record(case: Case, outcome: dict[str, Any], suite: str) -> dict[str, An
         "case_id": case.id,
         "label": case.label,
         "case": case.to_dict(),
-        "status": outcome["status"],
-        "error": outcome.get("error"),
-        "metrics": outcome.get("metrics", {}),
-        "flags": outcome.get("flags", []),
-        "env": outcome.get("env", {}),
-        "wall_s": outcome.get("wall_s"),
+        "status": outcome.status,
+        "error": outcome.error,
+        "metrics": outcome.metrics,
+        "flags": outcome.flags,
+        "env": outcome.env,
+        "wall_s": outcome.wall_s,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -22,6 +22,7 @@ from attnbench.measure.memory import peak_bytes
 from attnbench.measure.numerics import error_vs_reference
 from attnbench.measure.settings import MeasureSettings
 from attnbench.measure.timing import Timing, time_fn
+from attnbench.outcome import Outcome
 from attnbench.registry import REGISTRY, Variant
 from attnbench.tasks import get_task
 
@@ -58,8 +59,8 @@ class Workload:
         self.call()
 
 
-def execute(case: Case, settings: MeasureSettings | None = None) -> dict[str, Any]:
-    """Run `case` here; returns {status, error, metrics, flags, env, wall_s}."""
+def execute(case: Case, settings: MeasureSettings | None = None) -> Outcome:
+    """Run `case` here; every failure it can have is a status of the outcome."""
     settings = settings or MeasureSettings()
     start = time.perf_counter()
     metrics: dict[str, Any] = {}
@@ -71,7 +72,7 @@ def execute(case: Case, settings: MeasureSettings | None = None) -> dict[str, An
         status, error = "unsupported", str(e)
     except NotImplementedError as e:  # the library itself says it cannot do this case
         status, error = "unsupported", one_line(e)
-    except (UserError, KeyError) as e:
+    except UserError as e:
         status, error = "error", str(e)
     except Exception as e:
         status, error = ("oom" if is_oom(e) else "error"), one_line(e)
@@ -80,14 +81,9 @@ def execute(case: Case, settings: MeasureSettings | None = None) -> dict[str, An
     finally:
         if case.device == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
-    return {
-        "status": status,
-        "error": error,
-        "metrics": metrics,
-        "flags": flags,
-        "env": case_env(case.device),
-        "wall_s": round(time.perf_counter() - start, 3),
-    }
+    return Outcome(
+        status, error, metrics, flags, case_env(case.device), round(time.perf_counter() - start, 3)
+    )
 
 
 def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> list[str]:

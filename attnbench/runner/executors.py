@@ -1,6 +1,12 @@
 """Executors run one case and return its outcome: `inline` in this process (fast, for tests
 and debugging), `subprocess` in a reused worker process, so an OOM, a crash or a hang
-becomes a status and the sweep goes on."""
+becomes a status and the sweep goes on.
+
+An executor is a class registered with `@register_executor(name)` anywhere under
+`attnbench/runner/` (or in a plugin), constructed with the suite's measurement settings and
+`timeout_s`, `mem_limit`, `log_path`; `run(case)` returns an `Outcome` and never raises for
+what the case does; `close()` releases its workers.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,17 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from attnbench.cases import Case
+from attnbench.discovery import Catalog
 from attnbench.env import case_env
 from attnbench.errors import UserError
 from attnbench.measure.allocator import steady_cpu_allocator
 from attnbench.measure.settings import MeasureSettings
+from attnbench.outcome import Outcome
 from attnbench.runner.execute import execute
 from attnbench.runner.worker import worker_from
 
@@ -23,22 +32,38 @@ STARTUP_TIMEOUT_S = 300.0
 
 
 class Executor(Protocol):
-    def run(self, case: Case) -> dict[str, Any]: ...
+    def run(self, case: Case) -> Outcome: ...
     def close(self) -> None: ...
 
 
+E = TypeVar("E", bound=type)
+EXECUTORS: Catalog[type] = Catalog("executor", ("attnbench.runner",), "attnbench.executors")
+
+
+def register_executor(name: str) -> Callable[[E], E]:
+    def decorate(cls: E) -> E:
+        EXECUTORS.add(name, cls, same=lambda a, b: a.__qualname__ == b.__qualname__)
+        return cls
+
+    return decorate
+
+
+@register_executor("inline")
 class InlineExecutor:
-    def __init__(self, settings: MeasureSettings) -> None:
+    """Each case in this process: no isolation from a crash or a hang, no start-up cost."""
+
+    def __init__(self, settings: MeasureSettings, **_: object) -> None:
         self.settings = settings
         steady_cpu_allocator()
 
-    def run(self, case: Case) -> dict[str, Any]:
+    def run(self, case: Case) -> Outcome:
         return execute(case, self.settings)
 
     def close(self) -> None:
         pass
 
 
+@register_executor("subprocess")
 class SubprocessExecutor:
     """One worker process at a time, kept across cases. A case gets `timeout_s` seconds of
     the worker's time (start-up not included); past it the worker is killed and replaced."""
@@ -87,25 +112,25 @@ class SubprocessExecutor:
                 f"the worker process died while starting (exit {code}); see {self.log_path}"
             ) from None
 
-    def run(self, case: Case) -> dict[str, Any]:
+    def run(self, case: Case) -> Outcome:
         if self._proc is None or not self._proc.is_alive():
             self._start()
         start = time.perf_counter()
         try:
             self._conn.send(case.to_dict())
             if self._conn.poll(self.timeout_s):
-                return self._conn.recv()
+                return Outcome.from_dict(self._conn.recv())
         except (EOFError, BrokenPipeError, ConnectionResetError):
             return self._died(case, time.perf_counter() - start)
         self._kill()
-        return _outcome(
+        return failed(
             case,
             "timeout",
             f"no result within {self.timeout_s:g} s; worker killed",
             time.perf_counter() - start,
         )
 
-    def _died(self, case: Case, wall_s: float) -> dict[str, Any]:
+    def _died(self, case: Case, wall_s: float) -> Outcome:
         self._proc.join(timeout=10)
         code = self._proc.exitcode
         self._kill()
@@ -113,11 +138,11 @@ class SubprocessExecutor:
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
             if sig == "SIGKILL":  # nobody but the kernel's OOM killer sends it to our worker
-                return _outcome(
+                return failed(
                     case, "oom", "worker killed by SIGKILL (the kernel's OOM killer)" + tail, wall_s
                 )
-            return _outcome(case, "crash", f"worker died of {sig}" + tail, wall_s)
-        return _outcome(case, "crash", f"worker exited with code {code}" + tail, wall_s)
+            return failed(case, "crash", f"worker died of {sig}" + tail, wall_s)
+        return failed(case, "crash", f"worker exited with code {code}" + tail, wall_s)
 
     def _log_tail(self) -> str:
         """The worker log's last line, which often says why it died."""
@@ -146,16 +171,10 @@ class SubprocessExecutor:
         self._kill()
 
 
-def _outcome(case: Case, status: str, error: str, wall_s: float) -> dict[str, Any]:
+def failed(case: Case, status: str, error: str, wall_s: float) -> Outcome:
+    """The outcome of a case whose worker could not report one (killed, crashed, hung)."""
     env = {**case_env(case.device), "threads": case.threads}
-    return {
-        "status": status,
-        "error": error,
-        "metrics": {},
-        "flags": [],
-        "env": env,
-        "wall_s": round(wall_s, 3),
-    }
+    return Outcome(status, error, env=env, wall_s=round(wall_s, 3))
 
 
 def make_executor(
@@ -166,8 +185,5 @@ def make_executor(
     mem_limit: int | None,
     log_path: str | Path | None,
 ) -> Executor:
-    if kind == "inline":
-        return InlineExecutor(settings)
-    if kind == "subprocess":
-        return SubprocessExecutor(settings, timeout_s=timeout_s, mem_limit=mem_limit, log_path=log_path)
-    raise UserError(f"unknown executor {kind!r} (choose inline or subprocess)")
+    cls = EXECUTORS.get(kind)
+    return cls(settings, timeout_s=timeout_s, mem_limit=mem_limit, log_path=log_path)

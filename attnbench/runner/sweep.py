@@ -100,10 +100,10 @@ def run_sweep(
                 if suite.budget_s is not None and time.perf_counter() - start > suite.budget_s:
                     outcome.left = len(todo) - i
                     break
-                progress.update(task, description=_short(case))
+                progress.update(task, description=str(case))
                 result = runner.run(case)
                 store.append(make_record(case, result, suite.name))
-                outcome.statuses[result["status"]] += 1
+                outcome.statuses[result.status] += 1
                 progress.advance(task)
             progress.update(task, description=suite.name)
     finally:
@@ -111,7 +111,3 @@ def run_sweep(
         outcome.worker_starts = getattr(runner, "starts", 0)
         outcome.wall_s = time.perf_counter() - start
     return outcome
-
-
-def _short(case: Case) -> str:
-    return f"{case.label} N={case.seq_len} {case.dtype} {'causal' if case.causal else 'full'} {case.mode}"

@@ -56,7 +56,7 @@ def worker_main(
             return
         if message is None:
             return
-        conn.send(execute(Case.from_dict(message), measure))
+        conn.send(execute(Case.from_dict(message), measure).to_dict())
 
 
 def worker_from(source: str | None, *args: Any) -> None:

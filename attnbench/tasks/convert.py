@@ -15,17 +15,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from attnbench.cases import Case, freeze
 from attnbench.registry import REGISTRY, Variant
 from attnbench.tasks import register_task
-from attnbench.tasks.extrapolation import Extrapolation, cached_corpus
+from attnbench.tasks.extrapolation import Extrapolation, ppl_cell
 from attnbench.tasks.lm import as_tokens, evaluate
+from attnbench.tasks.lm_train import cached_corpus, fit, trained_model
 from attnbench.tasks.model import DecoderLM, DecoderTask, attention_builder
-from attnbench.tasks.training import attention_metrics, run_seed
+from attnbench.tasks.training import attention_metrics
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ATTENTION = ".mix.attention."  # the state-dict keys of the attention variants' own parameters
 # the extrapolation task's parameters that shape the source model and its training
@@ -68,6 +72,8 @@ class Convert(DecoderTask):
         *(k for k in Extrapolation.counts if k in SHARED),
         "finetune_tokens",
     )
+    unseeded: ClassVar[tuple[str, ...]] = tuple(k for k in Extrapolation.unseeded if k in SHARED)
+    title: ClassVar[str] = "swap-then-finetune: validation perplexity at the training length"
 
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,13 +114,13 @@ class Convert(DecoderTask):
             params=freeze({"position": p["position"]}),
             task=freeze({"name": "extrapolation", **source_task}),
         )
-        source, pretrain = lm.trained_model(
-            REGISTRY.get(p["source"]), source_case, lm.resolve_params(source_task)
+        source, pretrain = trained_model(
+            lm, REGISTRY.get(p["source"]), source_case, lm.resolve_params(source_task)
         )
-        torch.manual_seed(run_seed(case, p))
+        torch.manual_seed(cls.run_seed(case, p))
         target = swap_attention(source, attention_builder(variant, case, p))
         before, after_swap = ppl(source), ppl(target)
-        tuned = lm.fit(
+        tuned = fit(
             target,
             case,
             lm.resolve_params(
@@ -126,7 +132,7 @@ class Convert(DecoderTask):
                 )
             ),
             corpus,
-            run_seed(case, p) + 7,
+            cls.run_seed(case, p) + 7,
         )
         # the same architecture from scratch, for pretraining's and finetuning's steps together
         steps = pretrain["steps"] + tuned["steps"]
@@ -134,7 +140,7 @@ class Convert(DecoderTask):
             p, train_tokens=steps * p["batch"] * p["seq_len"], position=p["position"]
         )
         scratch_case = dataclasses.replace(case, task=freeze({"name": "extrapolation", **scratch_task}))
-        scratch, trained = lm.trained_model(variant, scratch_case, lm.resolve_params(scratch_task))
+        scratch, trained = trained_model(lm, variant, scratch_case, lm.resolve_params(scratch_task))
         return {
             "seq_len": p["seq_len"],
             "source": p["source"],
@@ -152,3 +158,32 @@ class Convert(DecoderTask):
             "finetune_curve": tuned["loss_curve"],
             **attention_metrics(target.attention_layers[0]),
         }
+
+    @classmethod
+    def table(cls, df: pd.DataFrame, *, raw: bool = False, **options: Any) -> pd.DataFrame:
+        """Rows: the variant swapped in; columns: validation perplexity of the softmax source,
+        right after the swap, after finetuning and from scratch (as many steps in all), and
+        finetuning's tokens/s."""
+        import pandas as pd
+
+        columns = {
+            "ppl_source": "softmax source",
+            "ppl_swapped": "swapped",
+            "ppl_finetuned": "finetuned",
+            "ppl_scratch": "from scratch",
+            "finetune_tokens_per_s": "finetune tok/s",
+        }
+        rows = []
+        for _, r in df.iterrows():
+            row = {"label": r["label"]}
+            if r["status"] != "ok":
+                row["status"] = r["status"]
+            else:
+                for key, name in columns.items():
+                    text = f"{r[key]:.0f}" if key.endswith("per_s") else ppl_cell(r[key])
+                    row[name] = r[key] if raw else text
+                row["steps (pretrain + finetune = scratch)"] = (
+                    f"{int(r['pretrain_steps'])} + {int(r['finetune_steps'])} = {int(r['scratch_steps'])}"
+                )
+            rows.append(row)
+        return pd.DataFrame(rows).fillna("")

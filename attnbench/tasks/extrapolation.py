@@ -18,70 +18,21 @@ lengths or the sliding mode re-evaluates without retraining.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import math
-import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
-
-import torch
-import torch.nn.functional as F
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from attnbench.cases import Case
-from attnbench.errors import Unsupported, UserError, is_oom, one_line
-from attnbench.measure.memory import peak_bytes
+from attnbench.errors import UserError
 from attnbench.registry import Variant
 from attnbench.tasks import register_task
-from attnbench.tasks.checkpoints import checkpoint_key, load_checkpoint, save_checkpoint
-from attnbench.tasks.corpus import Corpus, load_corpus
-from attnbench.tasks.lm import VOCAB, as_tokens, evaluate, precision, sample_batch
-from attnbench.tasks.model import INPUT_SCHEMES, DecoderLM, DecoderTask, attention_builder
-from attnbench.tasks.training import (
-    NOT_SEEDED,
-    TRAIN_DEFAULTS,
-    TrainConfig,
-    attention_metrics,
-    run_seed,
-    train,
-)
+from attnbench.tasks.lm import as_tokens
+from attnbench.tasks.lm_train import cached_corpus, eval_lengths, eval_point, evaluate_at, trained_model
+from attnbench.tasks.model import INPUT_SCHEMES, DecoderTask
+from attnbench.tasks.training import TRAINING, attention_metrics
 
-CHECKPOINT_VERSION = 2  # bump when the model or the training changes what a key stands for
-
-
-@functools.cache
-def cached_corpus(path: str) -> Corpus:
-    return load_corpus(path or None)
-
-
-def eval_lengths(seq_len: int, factor: int) -> list[int]:
-    """L, 2L, 4L, … up to factor·L."""
-    return [seq_len << k for k in range(factor.bit_length()) if 1 << k <= factor]
-
-
-def eval_point(p: Mapping[str, Any], length: int, stride: int | None) -> dict[str, Any]:
-    """What identifies one evaluation of a case: its length and mode."""
-    return {
-        "length": length,
-        "factor": length / p["seq_len"],
-        "mode": "windows" if stride is None else "sliding",
-        "stride": stride,
-    }
-
-
-def split_position(variant: type[Variant], params: Mapping[str, Any], task_position: str):
-    """(the LM's input scheme, the variant's parameters): a variant `position` that is an
-    input scheme moves to the LM; a task `position` must be one."""
-    params = dict(params)
-    own = params.get("position", "none") if "position" in variant.params else "none"
-    if own in INPUT_SCHEMES and own != "none":
-        if task_position != "none":
-            raise UserError(
-                f"two positional schemes: {variant.name} position={own} and task position={task_position}"
-            )
-        params["position"] = "none"
-        return own, params
-    return task_position, params
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @register_task("extrapolation")
@@ -107,7 +58,7 @@ class Extrapolation(DecoderTask):
         "cosine": True,
         "clip": 1.0,
         "eval_every": 250,
-        "seed": TRAIN_DEFAULTS["seed"],
+        "seed": TRAINING.defaults["seed"],
     }
     counts: ClassVar[tuple[str, ...]] = (
         "seq_len",
@@ -122,6 +73,17 @@ class Extrapolation(DecoderTask):
         "curve_tokens",
         "eval_every",
     )
+    # how much and how it is evaluated, not what is trained: not part of the seed
+    unseeded: ClassVar[tuple[str, ...]] = (
+        "eval_every",
+        "eval_factor",
+        "eval_tokens",
+        "sliding_stride",
+        "eval_batch_tokens",
+        "curve_tokens",
+    )
+    title: ClassVar[str] = "validation perplexity (bytes) by evaluation length, trained at 1×"
+    quality: ClassVar[Mapping[str, bool]] = {"ppl 1×": False, "ppl 16×": False}
 
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,10 +109,10 @@ class Extrapolation(DecoderTask):
     def run(cls, variant: type[Variant], case: Case, params: dict[str, Any]) -> dict[str, Any]:
         p = params
         corpus = cached_corpus(p["corpus"])
-        model, info = cls.trained_model(variant, case, p)
+        model, info = trained_model(cls, variant, case, p)
         valid = as_tokens(corpus.valid[: p["eval_tokens"] + 1])
         evals = [
-            cls.evaluate_at(model, case, p, valid, length, stride)
+            evaluate_at(model, case, p, valid, length, stride)
             if info["stopped_by"] != "diverged"
             else {
                 **eval_point(p, length, stride),
@@ -171,133 +133,116 @@ class Extrapolation(DecoderTask):
         }
 
     @classmethod
-    def trained_model(cls, variant: type[Variant], case: Case, p: dict[str, Any]) -> tuple[DecoderLM, dict]:
-        """The case's LM, trained for the budget or loaded from the checkpoint cache, and what
-        its training recorded (with `checkpoint`: trained | cached, and `checkpoint_key`)."""
-        corpus = cached_corpus(p["corpus"])
-        input_scheme, variant_params = split_position(variant, case.param_dict, p["position"])
-        seed = run_seed(case, p)
-        torch.manual_seed(seed)
-        model = DecoderLM(
-            attention_builder(variant, case, p, variant_params),
-            vocab=VOCAB,
-            d_model=p["d_model"],
-            layers=p["layers"],
-            position=input_scheme,
-            max_len=p["seq_len"],
-            scale_embeddings=True,
-        ).to(case.device, torch.float64 if case.dtype == "float64" else torch.float32)
-        key = checkpoint_key(
-            {
-                "version": CHECKPOINT_VERSION,
-                "variant": case.variant,
-                "params": case.param_dict,
-                "dtype": case.dtype,
-                "device": case.device,
-                "task": {k: v for k, v in p.items() if k not in NOT_SEEDED and k != "corpus"},
-                "corpus": corpus.sha256,
-                "seed": seed,
-            }
-        )
-        info = load_checkpoint(key, model)
-        if info is None:
-            info = cls.fit(model, case, p, corpus, seed)
-            save_checkpoint(key, model, info)
-            info["checkpoint"] = "trained"
-        else:
-            info["checkpoint"] = "cached"
-        return model, {**info, "checkpoint_key": key}
+    def table(cls, df: pd.DataFrame, *, raw: bool = False, **options: Any) -> pd.DataFrame:
+        """Rows: arm (and training length, mode, device when they vary); columns: perplexity at
+        each evaluation length ("N (k×)"), then the ratio of the longest to the training length."""
+        import pandas as pd
+
+        ev = eval_rows(df)
+        varying = [c for c in ("train_len", "mode", "device", "dtype") if c in ev and ev[c].nunique() > 1]
+        keys = ["arm", *varying]
+        rows = []
+        for key, group in ev.groupby(keys, dropna=False, sort=False):
+            key = key if isinstance(key, tuple) else (key,)
+            row = dict(zip(keys, key, strict=True))
+            ppl_at = {}
+            for _, e in group.sort_values("length", na_position="first").iterrows():
+                if pd.isna(e.get("length")):
+                    row["status"] = e["status"]
+                    continue
+                column = f"{int(e['length'])} ({e['factor']:g}×)"
+                ok = e["status"] == "ok"
+                if ok:
+                    ppl_at[e["factor"]] = e["ppl"]
+                row[column] = (e["ppl"] if raw else ppl_cell(e["ppl"])) if ok else e["status"]
+            if 1 in ppl_at and len(ppl_at) > 1:
+                longest = max(ppl_at)
+                ratio = ppl_at[longest] / ppl_at[1]
+                row[f"{longest:g}× / 1×"] = ratio if raw else f"{ratio:.2f}"
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        lengths = sorted((c for c in table.columns if c.endswith("×)")), key=lambda c: int(c.split()[0]))
+        rest = [c for c in table.columns if c not in keys and c not in lengths]
+        return table[keys + lengths + rest].fillna("")
 
     @classmethod
-    def fit(
-        cls, model: DecoderLM, case: Case, p: dict[str, Any], corpus: Corpus, seed: int
-    ) -> dict[str, Any]:
-        """Train for the token budget; returns what a checkpoint keeps of the training."""
-        train_tokens = as_tokens(corpus.train)
-        curve_text = as_tokens(corpus.valid[: p["curve_tokens"] + 1])
-        gen = torch.Generator().manual_seed(seed + 1)
-        steps = max(1, math.ceil(p["train_tokens"] / (p["batch"] * p["seq_len"])))
+    def figure(cls, df: pd.DataFrame, path: str | Path, **options: Any) -> Path:
+        """As the ALiBi paper's Fig. 1: validation perplexity against the evaluation length
+        (log-x), one line per arm (non-overlapping windows solid, sliding dashed), the
+        training length marked."""
+        from attnbench.report.figures import pyplot, save, with_devices
 
-        def batch_loss(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-            with precision(case.device, case.dtype):
-                logits = model(inputs.to(case.device))
-            return F.cross_entropy(logits.float().reshape(-1, VOCAB), targets.to(case.device).reshape(-1))
-
-        def step_loss() -> torch.Tensor:
-            return batch_loss(*sample_batch(train_tokens, p["batch"], p["seq_len"], gen))
-
-        def curve_point() -> tuple[float, float]:
-            e = evaluate(
-                model, curve_text, p["seq_len"], device=case.device, dtype=case.dtype, measure_memory=False
-            )
-            return e.loss, e.correct / e.scored
-
-        # one forward and backward on a batch of its own: activations and gradients, above the
-        # parameters (the optimiser's state is 2× the parameters on top)
-        probe = sample_batch(train_tokens, p["batch"], p["seq_len"], torch.Generator().manual_seed(seed + 3))
-        model.train()
-        train_peak = peak_bytes(lambda: batch_loss(*probe).backward(), case.device)
-        model.zero_grad(set_to_none=True)
-        config = TrainConfig(
-            lr=float(p["lr"]),
-            eval_every=p["eval_every"],
-            patience=steps + 1,
-            stop_loss=-math.inf,
-            max_steps=steps,
-            warmup=p["warmup"],
-            cosine=bool(p["cosine"]),
-            clip=float(p["clip"]),
-        )
-        result = train(model, step_loss, curve_point, config)
-        tokens = result.steps * p["batch"] * p["seq_len"]
-        return {
-            "steps": result.steps,
-            "stopped_by": result.stopped_by,
-            "tokens_trained": tokens,
-            "train_time_s": round(result.train_time_s, 3),
-            "train_tokens_per_s": tokens / result.train_time_s,
-            "train_peak_bytes": train_peak,
-            "parameters": sum(t.numel() for t in model.parameters()),
-            "valid_loss_at_L": result.curve[-1]["eval_loss"] if result.curve else None,
-            "loss_curve": result.curve,
-        }
+        plt = pyplot()
+        ev = eval_rows(df)
+        ok = ev[ev["status"] == "ok"] if "ppl" in ev else ev.iloc[0:0]
+        if ok.empty:
+            raise UserError("no ok extrapolation results to plot")
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        arms = list(ok.groupby("arm", sort=False))
+        colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
+        markers = {"softmax": "o", "linear": "s", "sparse": "^"}  # one marker per family
+        for i, (arm, group) in enumerate(arms):
+            marker = markers.get(arm.split(".")[0], "D")
+            for mode, part in group.groupby("mode", sort=True):
+                part = part.sort_values("length")
+                style = ("-" if mode == "windows" else "--") + marker
+                label = arm if mode == "windows" else f"{arm}, {mode}"
+                ax.plot(part["length"], part["ppl"], style, color=colors[i % len(colors)], label=label, ms=4)
+        for length in sorted(ok["train_len"].dropna().unique()):
+            ax.axvline(length, color="grey", ls=":", lw=1.2, label=f"training length {int(length)}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(with_devices("evaluation length, bytes", df))
+        ax.set_ylabel("validation perplexity (per byte)")
+        ax.set_title("length extrapolation: perplexity vs evaluation length")
+        return save(fig, ax, path)
 
     @classmethod
-    def evaluate_at(
-        cls,
-        model: DecoderLM,
-        case: Case,
-        p: dict[str, Any],
-        valid: torch.Tensor,
-        length: int,
-        stride: int | None,
-    ) -> dict[str, Any]:
-        """One evaluation length and mode; what it cannot run is recorded, not raised."""
-        what = eval_point(p, length, stride)
-        try:
-            model.check(length)
-            for layer in model.attention_layers:
-                layer.check(dataclasses.replace(case, seq_len=length, batch=1))
-            start = time.perf_counter()
-            e = evaluate(
-                model,
-                valid,
-                length,
-                stride=stride,
-                batch_tokens=p["eval_batch_tokens"],
-                device=case.device,
-                dtype=case.dtype,
-            )
-            return {
-                **what,
-                **e.metrics(bucket=max(1, p["seq_len"] // 4)),
-                "wall_s": round(time.perf_counter() - start, 3),
+    def quality_of(cls, df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+        """Perplexity at 1× and at the longest length (non-overlapping windows), by arm."""
+        ev = eval_rows(df)
+        ev = ev[(ev["status"] == "ok") & (ev["mode"] == "windows")] if "mode" in ev else ev.iloc[0:0]
+        variant_of = dict(zip(df["label"], df["variant"], strict=False))
+        out: dict[str, dict[str, Any]] = {}
+        for arm, group in ev.groupby("arm"):
+            by_factor = dict(zip(group["factor"], group["ppl"], strict=True))
+            longest = max(by_factor)
+            out[arm] = {
+                "variant": variant_of.get(arm, arm.split("[")[0]),
+                "ppl 1×": by_factor.get(1.0),
+                "ppl 16×": by_factor[longest] if longest > 1 else None,
             }
-        except Unsupported as err:
-            return {**what, "status": "unsupported", "reason": str(err)}
-        except Exception as err:  # one length failing keeps the others' numbers
-            if not is_oom(err):
-                raise
-            if case.device == "cuda":
-                torch.cuda.empty_cache()
-            return {**what, "status": "oom", "reason": one_line(err)}
+        return out
+
+
+def arm_of(row: pd.Series) -> str:
+    """An arm: the variant with its parameters, and the LM's input scheme when the task (not
+    the variant) set one."""
+    position = row.get("task.position")
+    extra = f" + {position} input" if isinstance(position, str) and position not in ("", "none") else ""
+    return f"{row['label']}{extra}"
+
+
+def eval_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (case, evaluation length, mode): arm, train_len, length, factor, mode
+    ("windows" or "sliding (stride s)"), status, ppl, bpb, …"""
+    from attnbench.report.table import explode
+
+    base = lambda r: {
+        "arm": arm_of(r),
+        "case_id": r["case_id"],
+        "train_len": r.get("task.seq_len"),
+        "device": r.get("device"),
+        "dtype": r.get("dtype"),
+    }
+    rows = explode(df, "evals", base).drop(columns=["bucket_loss"], errors="ignore")
+    if "mode" in rows:
+        sliding = rows["mode"] == "sliding"
+        rows.loc[sliding, "mode"] = (
+            "sliding (stride " + rows.loc[sliding, "stride"].astype(int).astype(str) + ")"
+        )
+    return rows
+
+
+def ppl_cell(ppl: float) -> str:
+    return f"{ppl:.2f}" if ppl < 1000 else f"{ppl:.3g}"

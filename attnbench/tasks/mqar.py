@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,14 +25,10 @@ from attnbench.inputs import torch_dtype
 from attnbench.registry import Variant
 from attnbench.tasks import register_task
 from attnbench.tasks.model import DecoderLM, DecoderTask, attention_builder
-from attnbench.tasks.training import (
-    TRAIN_COUNTS,
-    TRAIN_DEFAULTS,
-    TrainConfig,
-    attention_metrics,
-    run_seed,
-    train,
-)
+from attnbench.tasks.training import TRAINING, attention_metrics, train_to_stop
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 IGNORE = -100
 
@@ -86,7 +82,7 @@ class MQAR(DecoderTask):
         "batch": 64,
         "eval_examples": 1000,
         "power_a": 0.01,
-        **TRAIN_DEFAULTS,
+        **TRAINING.defaults,
         "max_steps": 20_000,
     }
     counts: ClassVar[tuple[str, ...]] = (
@@ -97,8 +93,10 @@ class MQAR(DecoderTask):
         "layers",
         "heads",
         "eval_examples",
-        *TRAIN_COUNTS,
+        *TRAINING.counts,
     )
+    unseeded: ClassVar[tuple[str, ...]] = (*TRAINING.unseeded, "eval_examples")
+    title: ClassVar[str] = "MQAR held-out query accuracy (best over learning rates)"
 
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +110,7 @@ class MQAR(DecoderTask):
     @classmethod
     def run(cls, variant: type[Variant], case: Case, params: dict[str, Any]) -> dict[str, Any]:
         p = params
-        seed = run_seed(case, p)
+        seed = cls.run_seed(case, p)
         torch.manual_seed(seed)
         model = DecoderLM(
             attention_builder(variant, case, p),
@@ -146,6 +144,32 @@ class MQAR(DecoderTask):
                 total += targets.numel()
             return loss_sum / total, correct / total
 
-        result = train(model, step_loss, evaluate, TrainConfig.from_params(p))
+        result = train_to_stop(model, step_loss, evaluate, p)
         shape = {"seq_len": p["seq_len"], "pairs": p["pairs"], "d_model": p["d_model"]}
         return {**shape, **result.metrics(), **attention_metrics(model.attention_layers[0])}
+
+    @classmethod
+    def table(cls, df: pd.DataFrame, *, raw: bool = False, **options: Any) -> pd.DataFrame:
+        """Rows: variant (and d_model when it varies); columns: L=…,D=… holding the held-out
+        query accuracy, the best over the swept learning rates (the Zoology protocol)."""
+        import pandas as pd
+
+        from attnbench.report.table import row_keys
+
+        keys = row_keys(df, ["task.d_model", "device", "dtype"])
+        cells = {}
+        for key, group in df.groupby([*keys, "task.seq_len", "task.pairs"], dropna=False, sort=True):
+            ok = group[group["status"] == "ok"]
+            if len(ok):
+                best = ok.loc[ok["accuracy"].idxmax()]
+                cell = best["accuracy"] if raw else f"{best['accuracy']:.3f} (lr {best['task.lr']:g})"
+            else:
+                cell = group["status"].iloc[0]
+            cells.setdefault(key[: len(keys)], {})[f"L={key[-2]},D={key[-1]}"] = cell
+        rows = [dict(zip(keys, k, strict=True)) | v for k, v in cells.items()]
+        table = pd.DataFrame(rows)
+        grid = sorted(
+            (c for c in table.columns if c.startswith("L=")),
+            key=lambda c: tuple(int(x.split("=")[1]) for x in c.split(",")),
+        )
+        return table[keys + grid].fillna("").rename(columns=lambda c: c.removeprefix("task."))

@@ -17,120 +17,32 @@ accuracy: the nearest value vector (for one-hot values, the arg-max of y) is the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from attnbench.cases import Case
 from attnbench.errors import UserError
 from attnbench.inputs import torch_dtype
 from attnbench.registry import Variant
-from attnbench.tasks import Task, case_shape, register_task
-from attnbench.tasks.training import (
-    TRAIN_COUNTS,
-    TRAIN_DEFAULTS,
-    TrainConfig,
-    attention_metrics,
-    run_seed,
-    train,
+from attnbench.tasks import Option, Task, case_shape, register_task
+from attnbench.tasks.retrieval_data import (
+    EVAL_TOKENS,
+    SETTINGS,
+    RetrievalModel,
+    nearest_value,
+    retrieval_loss,
+    sample_batch,
+    sample_eval,
+    sequence_length,
 )
+from attnbench.tasks.training import TRAINING, attention_metrics, train_to_stop
 
-SETTINGS = (1, 2)
-EVAL_TOKENS = 1 << 18  # tokens per evaluation chunk: bounds memory at large S (one-hot values are L×S)
-
-
-@dataclass(frozen=True)
-class Batch:
-    keys: torch.Tensor  # (B, L) key ids in [0, S)
-    values: torch.Tensor  # (B, L) value ids in [0, S)
-    query: torch.Tensor  # (B,) the queried key
-    target: torch.Tensor  # (B,) the value to retrieve
-
-    def to(self, device: str | torch.device) -> Batch:
-        return Batch(*(t.to(device) for t in (self.keys, self.values, self.query, self.target)))
-
-    def select(self, rows: torch.Tensor) -> Batch:
-        return Batch(self.keys[rows], self.values[rows], self.query[rows], self.target[rows])
-
-
-def sequence_length(setting: int, n_keys: int) -> int:
-    return n_keys if setting == 1 else 2 * n_keys
-
-
-def last_values(keys: torch.Tensor, values: torch.Tensor, n_keys: int) -> torch.Tensor:
-    """(B, S): the value of each key's last occurrence in each sequence, −1 where absent."""
-    batch, length = keys.shape
-    position = torch.arange(length).expand(batch, length)
-    last = torch.full((batch, n_keys), -1, dtype=torch.long).scatter_reduce(
-        1, keys, position, reduce="amax", include_self=True
-    )
-    return torch.where(last >= 0, values.gather(1, last.clamp(min=0)), -1)
-
-
-def sample_pairs(
-    setting: int, n_keys: int, batch: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    length = sequence_length(setting, n_keys)
-    if setting == 1:
-        keys = torch.rand(batch, n_keys, generator=gen).argsort(-1)  # each key exactly once
-    else:
-        keys = torch.randint(n_keys, (batch, length), generator=gen)
-    values = torch.randint(n_keys, (batch, length), generator=gen)
-    return keys, values
-
-
-def sample_batch(setting: int, n_keys: int, batch: int, gen: torch.Generator) -> Batch:
-    """`batch` sequences, each with one query drawn uniformly from the keys it holds."""
-    keys, values = sample_pairs(setting, n_keys, batch, gen)
-    answers = last_values(keys, values, n_keys)
-    query = torch.multinomial((answers >= 0).float(), 1, generator=gen).squeeze(1)
-    return Batch(keys, values, query, answers.gather(1, query[:, None]).squeeze(1))
-
-
-def sample_eval(setting: int, n_keys: int, sequences: int, gen: torch.Generator) -> Batch:
-    """`sequences` fresh sequences, each queried on every key it holds (one row per query)."""
-    keys, values = sample_pairs(setting, n_keys, sequences, gen)
-    answers = last_values(keys, values, n_keys)
-    seq, query = (answers >= 0).nonzero(as_tuple=True)
-    return Batch(keys[seq], values[seq], query, answers[seq, query])
-
-
-class RetrievalModel(nn.Module):
-    """Embeddings and projections around one attention layer (heads = 1, d_head = d_key)."""
-
-    def __init__(self, attention: Variant, n_keys: int, d_key: int) -> None:
-        super().__init__()
-        self.n_keys = n_keys
-        self.attention = attention
-        self.key_embedding = nn.Embedding(n_keys, d_key)
-        self.to_key = nn.Linear(d_key + n_keys, d_key, bias=False)
-        self.to_query = nn.Linear(d_key, d_key, bias=False)
-        self.delta = getattr(attention, "rule", None) == "delta"
-        self.to_beta = nn.Linear(d_key + n_keys, 1) if self.delta else None
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        """(B, S): the layer's output at the last position, read with the query key."""
-        values = F.one_hot(batch.values, self.n_keys).to(self.key_embedding.weight.dtype)
-        x = torch.cat([self.key_embedding(batch.keys), values], -1)
-        k = self.to_key(x).unsqueeze(1)  # (B, 1, L, d_key)
-        q = self.to_query(self.key_embedding(batch.query))[:, None, None].expand_as(k)
-        extra = {"beta": torch.sigmoid(self.to_beta(x)).squeeze(-1).unsqueeze(1)} if self.delta else {}
-        out = self.attention(q, k, values.unsqueeze(1), causal=True, **extra)
-        return out[:, 0, -1]
-
-
-def retrieval_loss(readout: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """0.5 · squared error against the target's one-hot vector, summed, averaged over rows."""
-    return 0.5 * (readout - F.one_hot(target, readout.shape[-1]).to(readout.dtype)).pow(2).sum(-1).mean()
-
-
-def nearest_value(readout: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest one-hot value vector: ‖y − e_j‖² = ‖y‖² − 2y_j + 1, so arg-max y."""
-    return readout.argmax(-1)
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @register_task("retrieval")
@@ -143,9 +55,15 @@ class Retrieval(Task):
         "d_key": 64,
         "batch": 32,
         "eval_sequences": 20,
-        **TRAIN_DEFAULTS,
+        **TRAINING.defaults,
     }
-    counts: ClassVar[tuple[str, ...]] = ("S", "d_key", "eval_sequences", *TRAIN_COUNTS)
+    counts: ClassVar[tuple[str, ...]] = ("S", "d_key", "eval_sequences", *TRAINING.counts)
+    unseeded: ClassVar[tuple[str, ...]] = (*TRAINING.unseeded, "eval_sequences")
+    title: ClassVar[str] = "best evaluation loss by S (0.5·squared error), and capacity"
+    options: ClassVar[Mapping[str, Option]] = {
+        "threshold": Option(float, 0.01, "retrieval: the best loss under which S counts as retrieved")
+    }
+    quality: ClassVar[Mapping[str, bool]] = {"capacity": True}
 
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,7 +85,7 @@ class Retrieval(Task):
     def run(cls, variant: type[Variant], case: Case, params: dict[str, Any]) -> dict[str, Any]:
         p = params
         setting, n_keys = p["setting"], p["S"]
-        seed = run_seed(case, p)
+        seed = cls.run_seed(case, p)
         torch.manual_seed(seed)
         layer = variant(heads=1, d_head=p["d_key"], **case.param_dict)
         layer.check(case)
@@ -191,7 +109,7 @@ class Retrieval(Task):
                 correct += int((nearest_value(readout) == part.target).sum())
             return loss_sum / rows, correct / rows
 
-        result = train(model, step_loss, evaluate, TrainConfig.from_params(p))
+        result = train_to_stop(model, step_loss, evaluate, p)
         return {
             "setting": setting,
             "S": n_keys,
@@ -199,3 +117,111 @@ class Retrieval(Task):
             **result.metrics(),
             **attention_metrics(layer),
         }
+
+    @classmethod
+    def table(cls, df: pd.DataFrame, *, raw: bool = False, **options: Any) -> pd.DataFrame:
+        return capacity_table(df, cls.option(options, "threshold"), raw=raw)
+
+    @classmethod
+    def figure(cls, df: pd.DataFrame, path: str | Path, **options: Any) -> Path:
+        return plot_capacity(df, path, threshold=cls.option(options, "threshold"))
+
+    @classmethod
+    def quality_of(cls, df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+        """Capacity in setting 1 at the default threshold, by label."""
+        out: dict[str, dict[str, Any]] = {}
+        setting1 = df[df["task.setting"] == 1] if "task.setting" in df else df
+        for label, group in setting1.groupby("label"):
+            ok = group[group["status"] == "ok"]
+            losses = {int(r["task.S"]): float(r["best_loss"]) for _, r in ok.iterrows()}
+            if losses:
+                threshold = cls.options["threshold"].default
+                out[label] = {"variant": group["variant"].iloc[0], "capacity": capacity(losses, threshold)}
+        return out
+
+
+def capacity(losses: dict[int, float], threshold: float) -> int | None:
+    """The largest S up to which the best loss stays under `threshold`: every swept S up to
+    it is retrieved (a case that did not run is not). None if the smallest S already fails.
+    A success past a failure (training noise near the limit) does not extend it."""
+    held = None
+    for s in sorted(losses):
+        if not losses[s] < threshold:  # NaN compares False
+            break
+        held = s
+    return held
+
+
+def crossing(losses: dict[int, float], threshold: float) -> float | None:
+    """Where the loss curve first crosses `threshold`: log-loss interpolated linearly in S
+    between the capacity and the next swept S, so two variants that hold the same grid point
+    still order by how close they came. None without a crossing."""
+    cap = capacity(losses, threshold)
+    later = sorted(s for s in losses if cap is not None and s > cap and not math.isnan(losses[s]))
+    if cap is None or not later:
+        return None
+    s0, s1 = cap, later[0]
+    y0, y1, y = math.log(losses[s0]), math.log(losses[s1]), math.log(threshold)
+    return s0 + (s1 - s0) * (y - y0) / (y1 - y0)
+
+
+def capacity_table(df: pd.DataFrame, threshold: float, *, raw: bool = False) -> pd.DataFrame:
+    """Rows: variant (and setting, d_key, device when they vary); columns: d_dot, capacity,
+    the interpolated crossing, then S=… holding the best evaluation loss (or the status when
+    the case did not run)."""
+    import pandas as pd
+
+    from attnbench.report.table import d_dot_of, row_keys
+
+    keys = row_keys(df, ["task.setting", "task.d_key", "device", "dtype"])
+    rows = []
+    for key, group in df.groupby(keys, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(keys, key, strict=True))
+        row["d_dot"] = d_dot_of(group)
+        if row["d_dot"] is None and not raw:  # no fixed-size memory (a softmax KV cache), or never ran
+            row["d_dot"] = "unbounded" if (group["status"] == "ok").any() else "—"
+        losses = {}
+        for _, r in group.sort_values("task.S").iterrows():
+            s = int(r["task.S"])
+            ok = r["status"] == "ok" and not pd.isna(r.get("best_loss"))
+            losses[s] = float(r["best_loss"]) if ok else math.nan
+            row[f"S={s}"] = (r["best_loss"] if raw else f"{r['best_loss']:.3g}") if ok else r["status"]
+        cap = capacity(losses, threshold)
+        smallest = min(losses)
+        row[f"capacity (loss<{threshold:g})"] = (
+            cap if raw else (str(cap) if cap is not None else f"<{smallest}")
+        )
+        cross = crossing(losses, threshold)
+        row["crossing S"] = cross if raw else ("" if cross is None else f"{cross:.1f}")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    s_cols = sorted((c for c in table.columns if c.startswith("S=")), key=lambda c: int(c[2:]))
+    fixed = [c for c in table.columns if not c.startswith("S=")]
+    return table[fixed + s_cols].fillna("").rename(columns=lambda c: c.removeprefix("task."))
+
+
+def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title: str | None = None) -> Path:
+    """Retrieval results as the fast-weight paper's Fig. 2: best evaluation loss against the
+    number of stored pairs S, one line per variant (d_dot in the legend), the capacity
+    threshold dashed."""
+    from attnbench.report.figures import pyplot, save, with_devices
+    from attnbench.report.table import d_dot_of
+
+    plt = pyplot()
+    ok = df[(df["status"] == "ok") & df["best_loss"].notna()] if "best_loss" in df else df.iloc[0:0]
+    if ok.empty:
+        raise UserError("no ok retrieval results to plot")
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    colors = plt.get_cmap("tab10").colors
+    for i, (label, group) in enumerate(ok.groupby("label", sort=True)):
+        group = group.sort_values("task.S")
+        d_dot = d_dot_of(group)
+        suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
+        ax.plot(group["task.S"], group["best_loss"], "-o", color=colors[i % 10], label=label + suffix, ms=4)
+    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel(with_devices("stored pairs S", ok))
+    ax.set_ylabel("best evaluation loss (0.5·squared error)")
+    ax.set_title(title or "associative retrieval: loss vs number of stored pairs")
+    return save(fig, ax, path)

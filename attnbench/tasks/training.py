@@ -7,8 +7,6 @@ A run stops when the evaluation loss reaches `stop_loss`, when it has not improv
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -18,33 +16,31 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnbench.cases import Case
 from attnbench.registry import Variant
 
-# every training task's parameters: defaults, and those that must be positive integers
-TRAIN_DEFAULTS = {
-    "lr": 1e-3,
-    "eval_every": 100,
-    "patience": 10,
-    "stop_loss": 1e-3,
-    "max_steps": 100_000,
-    "seed": 0,
-}
-TRAIN_COUNTS = ("batch", "eval_every", "patience", "max_steps")
-# parameters that say when to stop and how much to evaluate, not what to train: they do not
-# change the seed
-NOT_SEEDED = (
-    "eval_every",
-    "patience",
-    "stop_loss",
-    "max_steps",
-    "eval_sequences",
-    "eval_examples",
-    "eval_factor",
-    "eval_tokens",
-    "sliding_stride",
-    "eval_batch_tokens",
-    "curve_tokens",
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """The parameters every task trained with `train_to_stop` has: their defaults, those that
+    must be positive integers, and the stopping rule, which says when to stop, not what to
+    train, and so is not part of a run's seed."""
+
+    defaults: Mapping[str, Any]
+    counts: tuple[str, ...]
+    unseeded: tuple[str, ...]
+
+
+TRAINING = TrainingParams(
+    defaults={
+        "lr": 1e-3,
+        "eval_every": 100,
+        "patience": 10,
+        "stop_loss": 1e-3,
+        "max_steps": 100_000,
+        "seed": 0,
+    },
+    counts=("batch", "eval_every", "patience", "max_steps"),
+    unseeded=("eval_every", "patience", "stop_loss", "max_steps"),
 )
 
 
@@ -58,24 +54,10 @@ def attention_metrics(layer: Variant) -> dict[str, Any]:
     return metrics
 
 
-def run_seed(case: Case, params: Mapping[str, Any]) -> int:
-    """The seed of a training run: from the variant, its parameters, the dtype and the task's
-    parameters except the stopping rule and evaluation size, so raising `max_steps` continues
-    the same run (same initialisation, same batches) and `seed` draws another."""
-    what = {
-        "variant": case.variant,
-        "params": dict(case.params),
-        "dtype": case.dtype,
-        "task": {k: v for k, v in params.items() if k not in NOT_SEEDED},
-    }
-    blob = json.dumps(what, sort_keys=True, default=str)
-    return int(hashlib.sha1(blob.encode()).hexdigest()[:8], 16)
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimiser and the stopping rule, read from a task's resolved parameters (their
-    defaults are TRAIN_DEFAULTS)."""
+    defaults are TRAINING.defaults)."""
 
     lr: float
     eval_every: int
@@ -187,3 +169,13 @@ def train(
     result.steps = step
     result.train_time_s = time.perf_counter() - start
     return result
+
+
+def train_to_stop(
+    model: nn.Module,
+    step_loss: Callable[[], torch.Tensor],
+    evaluate: Callable[[], tuple[float, float]],
+    params: Mapping[str, Any],
+) -> TrainResult:
+    """`train` with the optimiser and stopping rule a task's resolved `params` set."""
+    return train(model, step_loss, evaluate, TrainConfig.from_params(params))

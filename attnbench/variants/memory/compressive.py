@@ -90,9 +90,4 @@ class CompressiveMemory(Variant):
         return torch.cat(outs, dim=2)
 
     def oracle_kwargs(self) -> dict[str, Any]:
-        return {
-            "segment": self.segment,
-            "memory": self.memory,
-            "compressed": self.compressed,
-            "rate": self.rate,
-        }
+        return {name: getattr(self, name) for name in ("segment", "memory", "compressed", "rate")}

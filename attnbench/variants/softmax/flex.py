@@ -17,14 +17,8 @@ from attnbench import positions
 from attnbench.cases import Case
 from attnbench.errors import Unsupported
 from attnbench.registry import register
+from attnbench.variants import flex
 from attnbench.variants.softmax.common import SoftmaxAttention
-
-
-@functools.cache
-def _compiled_flex():
-    from torch.nn.attention.flex_attention import flex_attention
-
-    return torch.compile(flex_attention, dynamic=False)
 
 
 @functools.lru_cache(maxsize=64)
@@ -48,25 +42,7 @@ class FlexSoftmax(SoftmaxAttention):
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str | None:
-        try:
-            import torch.nn.attention.flex_attention
-        except ImportError:
-            return f"torch {torch.__version__} has no FlexAttention"
-        if device == "cpu":
-            try:
-                from torch._inductor import cpp_builder
-
-                cpp_builder.get_cpp_compiler()
-            except ImportError:
-                pass  # inductor moved its helper: let the first compile tell
-            except Exception as e:  # inductor raises its own error types here
-                return f"inductor finds no C++ compiler for CPU kernels ({e})"
-        if device == "cuda":
-            from torch.utils._triton import has_triton
-
-            if not has_triton():
-                return "FlexAttention on CUDA needs Triton (pip install triton)"
-        return None
+        return flex.unavailable_reason(device)
 
     takes_bias = True  # as a score_mod: ALiBi (computed in the kernel, no N×N table)
     bias_as_tensor = False
@@ -80,8 +56,7 @@ class FlexSoftmax(SoftmaxAttention):
 
     def check(self, case: Case) -> None:
         super().check(case)
-        if case.device == "cpu" and case.mode != "fwd":
-            raise Unsupported(f"FlexAttention has no CPU backward in torch {torch.__version__}")
+        flex.check(case)
         if self.position == "relative":
             raise Unsupported("Shaw relative positions need q·a(j − i), which a score_mod cannot see")
         if self.position == "t5":
@@ -101,5 +76,5 @@ class FlexSoftmax(SoftmaxAttention):
         block_mask = _block_mask(q.shape[-2], k.shape[-2], str(q.device), causal)
         score_mod = self.score_mod(q.device)
         if score_mod is None:
-            return _compiled_flex()(q, k, v, block_mask=block_mask)
-        return _compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask)
+            return flex.compiled_flex()(q, k, v, block_mask=block_mask)
+        return flex.compiled_flex()(q, k, v, score_mod=score_mod, block_mask=block_mask)

@@ -92,29 +92,27 @@ class SDPADefault(_SDPA):
     """F.scaled_dot_product_attention with torch's own backend choice."""
 
 
-@register("softmax.sdpa_math")
-class SDPAMath(_SDPA):
-    """SDPA pinned to the math backend (composite ops, materialises scores)."""
-
-    backend = SDPBackend.MATH
-
-
-@register("softmax.sdpa_flash")
-class SDPAFlash(_SDPA):
-    """SDPA pinned to the FlashAttention backend (CPU flash kernel, or FA2 on CUDA)."""
-
-    backend = SDPBackend.FLASH_ATTENTION
+def pinned(name: str, backend: SDPBackend, doc: str) -> type[_SDPA]:
+    """`name`: SDPA pinned to one backend (each backend is one registered variant)."""
+    cls = type(f"SDPA_{backend.name}", (_SDPA,), {"backend": backend, "__doc__": doc, "__module__": __name__})
+    return register(name)(cls)
 
 
-@register("softmax.sdpa_efficient")
-class SDPAEfficient(_SDPA):
-    """SDPA pinned to the memory-efficient (xformers-derived) backend; CUDA only."""
-
-    backend = SDPBackend.EFFICIENT_ATTENTION
-
-
-@register("softmax.sdpa_cudnn")
-class SDPACudnn(_SDPA):
-    """SDPA pinned to the cuDNN backend; CUDA only."""
-
-    backend = SDPBackend.CUDNN_ATTENTION
+SDPAMath = pinned(
+    "softmax.sdpa_math",
+    SDPBackend.MATH,
+    "SDPA pinned to the math backend (composite ops, materialises scores).",
+)
+SDPAFlash = pinned(
+    "softmax.sdpa_flash",
+    SDPBackend.FLASH_ATTENTION,
+    "SDPA pinned to the FlashAttention backend (CPU flash kernel, or FA2 on CUDA).",
+)
+SDPAEfficient = pinned(
+    "softmax.sdpa_efficient",
+    SDPBackend.EFFICIENT_ATTENTION,
+    "SDPA pinned to the memory-efficient (xformers-derived) backend; CUDA only.",
+)
+SDPACudnn = pinned(
+    "softmax.sdpa_cudnn", SDPBackend.CUDNN_ATTENTION, "SDPA pinned to the cuDNN backend; CUDA only."
+)

@@ -9,9 +9,8 @@ from typing import Any, ClassVar
 import torch
 
 from attnbench.cases import Case
-from attnbench.errors import Unsupported
 from attnbench.registry import register
-from attnbench.variants.softmax.flex import FlexSoftmax, _compiled_flex
+from attnbench.variants import flex
 from attnbench.variants.sparse.common import SparseAttention
 from attnbench.variants.sparse.patterns import BigBird, LocalWindow, Star, Strided
 
@@ -34,17 +33,19 @@ class FlexBlockMask(SparseAttention):
 
     compiled: ClassVar[bool] = True
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "bfloat16", "float16")
-    unavailable_reason = FlexSoftmax.unavailable_reason
+
+    @classmethod
+    def unavailable_reason(cls, device: str) -> str | None:
+        return flex.unavailable_reason(device)
 
     def check(self, case: Case) -> None:
         super().check(case)
-        if case.device == "cpu" and case.mode != "fwd":
-            raise Unsupported(f"FlexAttention has no CPU backward in torch {torch.__version__}")
+        flex.check(case)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
         params = tuple(sorted(self.hparams.items()))
         mask = _block_mask(type(self), params, q.shape[-2], causal, str(q.device))
-        return _compiled_flex()(q, k, v, block_mask=mask)
+        return flex.compiled_flex()(q, k, v, block_mask=mask)
 
 
 @register("sparse.local_flex")

@@ -1,0 +1,113 @@
+"""`attnbench compare BASELINE CURRENT` (or `--base REV --suite NAME`): the regression gate."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.markup import escape
+
+from attnbench.commands import command
+from attnbench.commands.common import console, err, load
+from attnbench.errors import UserError
+
+GATES = ("time", "memory", "status")
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    from attnbench.report.compare import Rules
+
+    p.add_argument("baseline", type=Path, nargs="?", help="baseline results file (JSON lines)")
+    p.add_argument("current", type=Path, nargs="?", help="current results file")
+    p.add_argument(
+        "--base",
+        metavar="REV",
+        help="same-job A/B instead of two files: run --suite on git revision REV (a temporary "
+        "worktree, nothing installed) and on this checkout, interleaved case by case",
+    )
+    p.add_argument("--suite", help="with --base: the suite to run on both sides")
+    p.add_argument("-o", "--output", type=Path, help="with --base: folder for base.jsonl and head.jsonl")
+    p.add_argument("--reference", default=Rules.reference, help="speed is the ratio to this variant")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=Rules.threshold,
+        help="speed: a ratio this much worse (0.25 = 25%%)",
+    )
+    p.add_argument("--noise", type=float, default=Rules.noise, help="… and this many combined spreads worse")
+    p.add_argument(
+        "--metrics",
+        default=",".join(Rules.metrics),
+        help="what to gate on, comma-separated: time, memory, status (.ci/run gates on memory,status)",
+    )
+
+
+def ab_run(args: argparse.Namespace) -> tuple[Path, Path]:
+    """Run the suite on --base and on this checkout, interleaved; the two results files."""
+    from attnbench.runner.ab import run_ab
+    from attnbench.suites import load_suite
+
+    if args.baseline or args.current:
+        raise UserError("--base runs both sides itself: give no results files with it")
+    if not args.suite:
+        raise UserError("--base REV needs --suite NAME (the cases to run on both sides)")
+    suite = load_suite(args.suite)
+    if suite.task is not None:
+        raise UserError(f"--base: suite {suite.name!r} trains models; A/B compares benchmark suites")
+    cases = suite.cases()
+    out = args.output or Path("results") / f"ab-{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    err.print(
+        f"[bold]A/B[/] {escape(suite.name)}: {len(cases)} cases on {escape(args.base)} and here → {out}"
+    )
+    outcome = run_ab(suite, cases, args.base, out, err)
+    return outcome.base, outcome.head
+
+
+@command("compare", arguments=arguments, order=50)
+def run(args: argparse.Namespace) -> int:
+    """the regression gate: exit 1 when CURRENT regressed against BASELINE"""
+    import pandas as pd
+
+    from attnbench.report.compare import Rules, compare
+    from attnbench.report.terminal import print_frame
+
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    unknown = sorted(set(metrics) - set(GATES))
+    if unknown or not metrics:
+        raise UserError(f"--metrics {args.metrics!r}: choose from {', '.join(GATES)}")
+    if args.base:
+        args.baseline, args.current = ab_run(args)
+    elif args.suite or args.output:
+        raise UserError("--suite and -o go with --base REV (same-job A/B)")
+    elif args.baseline is None or args.current is None:
+        raise UserError("compare needs BASELINE and CURRENT results files, or --base REV --suite NAME")
+    base, current = load([args.baseline]), load([args.current])
+    rules = Rules(reference=args.reference, threshold=args.threshold, noise=args.noise, metrics=metrics)
+    changes = compare(base, current, rules)
+    regressions = [c for c in changes if c.regression]
+    if changes:
+        table = pd.DataFrame(
+            {
+                "": "REGRESSION" if c.regression else "",
+                "kind": c.kind,
+                "case": c.case,
+                "baseline": c.base,
+                "current": c.current,
+                "change": "" if c.change is None else f"{100 * c.change:+.1f}%",
+            }
+            for c in changes
+        )
+        print_frame(
+            console,
+            table,
+            f"changes from {args.baseline} to {args.current}",
+            style=lambda text: "red" if text == "REGRESSION" else None,
+            right=lambda column: column == "change",
+        )
+    joined = len(set(base["case_id"]) & set(current["case_id"]))
+    verdict = f"{len(regressions)} regression(s)" if regressions else "no regression"
+    console.print(
+        f"{verdict} · {joined} cases compared · {len(changes)} changes listed ({', '.join(metrics)})"
+    )
+    return 1 if regressions else 0

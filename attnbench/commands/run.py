@@ -1,0 +1,146 @@
+"""`attnbench run --suite NAME`: sweep a suite's cases through an executor into a results file,
+then print its table (and write the HTML report with `--report`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from rich.markup import escape
+
+from attnbench.commands import command
+from attnbench.commands.common import (
+    add_plugin_argument,
+    console,
+    err,
+    load_plugins,
+    print_task_table,
+    unsupported_note,
+    write_report,
+)
+from attnbench.errors import UserError
+
+CORPUS_HELP = (
+    "text for language-model tasks instead of the standard library's source: a directory, a file, "
+    "or WikiText's wiki.train.raw (wiki.valid.raw beside it)"
+)
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    from attnbench.runner.executors import EXECUTORS
+
+    p.add_argument("--suite", required=True, help="suite name (suites/NAME.toml) or path to a .toml file")
+    p.add_argument("-o", "--output", type=Path, help="results file (default results/<suite>-<time>.jsonl)")
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS.names(),
+        default="subprocess",
+        help="subprocess (default): isolate each case; inline: in this process",
+    )
+    p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
+    p.add_argument("--only", help="only variants matching this name, glob or family")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run every N-th case starting at the I-th (0-based), e.g. 0/4 … 3/4 in four processes",
+    )
+    p.add_argument("--device", choices=["cpu", "cuda"], help="run every case on this device")
+    p.add_argument("--timeout", type=float, help="seconds per case (default: the suite's timeout_s)")
+    p.add_argument(
+        "--mem-limit",
+        type=float,
+        metavar="GIB",
+        help="cap the worker's memory (CPU; default 80%% of RAM; 0 for none)",
+    )
+    add_plugin_argument(p)
+    p.add_argument("--metric", help="metric of the summary table (default: the suite's `show`)")
+    p.add_argument("--report", action="store_true", help="also write reports/<results name>.html at the end")
+    p.add_argument("--corpus", type=Path, metavar="PATH", help=CORPUS_HELP)
+
+
+@command("run", arguments=arguments, order=20)
+def run(args: argparse.Namespace) -> int:
+    """run a suite's sweep and write results"""
+    import torch
+
+    from attnbench.report.table import LEGEND, metric, pivot, status_counts
+    from attnbench.report.terminal import print_frame
+    from attnbench.results import load_results
+    from attnbench.runner.sweep import check_output, default_mem_limit, default_results_path, run_sweep
+    from attnbench.suites import load_suite
+
+    load_plugins(args.plugin)
+    suite = load_suite(args.suite)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    if args.timeout is not None:
+        suite = dataclasses.replace(suite, timeout_s=args.timeout)
+    if args.corpus is not None:
+        suite = with_corpus(suite, args.corpus)
+    show = metric(args.metric or suite.show).column
+    cases = suite.cases(only=args.only, device=args.device)
+    if args.shard:
+        cases = shard(cases, args.shard)
+    if not cases:
+        raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
+    out = args.output or default_results_path(suite.name, resume=args.resume)
+    check_output(out, resume=args.resume)
+    if args.mem_limit is None:
+        mem_limit = default_mem_limit(cases)
+    else:
+        mem_limit = int(args.mem_limit * 2**30) or None
+    err.print(
+        f"[bold]{escape(suite.name)}[/]: {len(cases)} cases → {escape(str(out))}  (executor {args.executor})",
+        soft_wrap=True,
+    )
+    try:
+        outcome = run_sweep(
+            suite,
+            cases,
+            out=out,
+            resume=args.resume,
+            executor=args.executor,
+            mem_limit=mem_limit,
+            console=err,
+        )
+    except KeyboardInterrupt:
+        err.print(f"interrupted: finished cases are in {out}; continue with --resume -o {out}")
+        return 130
+    df = load_results(out)
+    df = df[df["case_id"].isin({c.id for c in cases})]
+    if suite.task and not args.metric:
+        print_task_table(df, suite.task.name, "table", {}, title=suite.name)
+    else:
+        print_frame(console, pivot(df, show), f"{suite.name}: {metric(show).title}")
+        console.print(f"[dim]{LEGEND}[/]")
+    console.print(
+        f"{status_counts(df)} · {outcome.wall_s:.0f} s · results: {out}{unsupported_note(df, False)}"
+    )
+    if args.report:
+        console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', None)}")
+    if outcome.left:
+        console.print(
+            f"[yellow]time budget reached: {outcome.left} cases left; "
+            f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
+        )
+    return 0
+
+
+def with_corpus(suite, path: Path):
+    """The suite with its task reading `path` (absolute, so a results row names the text)."""
+    from attnbench.tasks import get_task
+
+    if suite.task is None or "corpus" not in get_task(suite.task.name).params:
+        raise UserError(f"--corpus: suite {suite.name!r} has no language-model task to read a corpus")
+    if not path.exists():
+        raise UserError(f"--corpus {path}: no such file or directory")
+    return dataclasses.replace(suite, task=suite.task.with_param("corpus", str(path.resolve())))
+
+
+def shard(cases: list, spec: str) -> list:
+    """Every N-th case from the I-th, for `--shard I/N`."""
+    index, sep, count = spec.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise UserError(f"--shard {spec!r}: expected I/N with 0 ≤ I < N, e.g. 0/4")
+    return cases[int(index) :: int(count)]

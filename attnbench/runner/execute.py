@@ -177,6 +177,7 @@ def _speed_metrics(
     flops = cls.flops(case.shape, causal=case.causal, mode=case.mode, params=case.param_dict)
     itemsize = torch_dtype(case.dtype).itemsize
     min_bytes = cls.min_bytes(case.shape, mode=case.mode, itemsize=itemsize)
+    m["min_bytes"] = min_bytes  # with flops: the case's place on the roofline
     if flops:
         m["flops"] = flops
         m["tflops"] = flops / timing.median_s / 1e12
@@ -184,7 +185,9 @@ def _speed_metrics(
         ceil = ceilings(case.device, case.threads, (case.dtype,))
         if ceil is not None:
             if flops and ceil.matmul_flops.get(case.dtype):
+                m["peak_flops"] = ceil.matmul_flops[case.dtype]  # the roofline's ceilings, kept
                 m["pct_peak_flops"] = 100 * flops / timing.median_s / ceil.matmul_flops[case.dtype]
             if ceil.copy_bytes_per_s:
+                m["peak_bw"] = ceil.copy_bytes_per_s  # with the record, so it reads anywhere
                 m["pct_peak_bw"] = 100 * min_bytes / timing.median_s / ceil.copy_bytes_per_s
     return m

@@ -106,3 +106,48 @@ def test_report_in_headless_chromium(tmp_path, chromium):
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         browser.close()
     assert problems == []
+
+
+def test_where_the_time_goes_renders_in_headless_chromium(tmp_path, chromium, monkeypatch):
+    """Profiled cases of two variants: stacked operator bars, memory timelines side by side,
+    the roofline and the tables, in a page that loads cleanly."""
+    from playwright.sync_api import sync_playwright
+
+    from attnbench.measure import calibrate
+
+    artifacts = ARTIFACTS.resolve()
+    monkeypatch.chdir(tmp_path)  # the profiles go to ./profiles, as in a user's checkout
+    monkeypatch.setattr(calibrate, "measure_matmul", lambda device, dtype, threads: 5e10)
+    monkeypatch.setattr(calibrate, "measure_copy", lambda device, threads: 1e10)
+    (tmp_path / "s.toml").write_text(
+        '[suite]\nmin_run_time_s = 0.02\nmetrics = ["time", "memory"]\nprofile = true\n'
+        '[sweep]\nvariants = ["softmax.naive", "linear.elu"]\nheads = [2]\nd_head = [32]\n'
+        "seq_len = [64, 128]\ncausal = [true]\nthreads = [1]\n"
+    )
+    assert main(["run", "--suite", "s.toml", "--executor", "inline", "-o", "r.jsonl"]) == 0
+    assert main(["report", "r.jsonl", "-o", "r.html"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    for title in (
+        "Where the time goes",
+        "top operators per variant, B1-H2-N128-D32 float32 cpu causal fwd",
+        "memory over one call, B1-H2-N128-D32 float32 cpu causal fwd",
+        "roofline on this machine&#39;s ceilings, cpu float32",
+        "each timed case on the roofline",
+    ):
+        assert title in html, title
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto((tmp_path / "r.html").as_uri())
+        page.wait_for_load_state("load")
+        section = page.locator("section", has=page.get_by_role("heading", name="Where the time goes"))
+        images = section.locator("img").evaluate_all("imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+        assert len(images) == 3 and all(done and width > 0 for done, width in images)
+        assert section.locator("table.sortable").count() == 2
+        artifacts.mkdir(parents=True, exist_ok=True)
+        section.screenshot(path=str(artifacts / "report-where-the-time-goes.png"))
+        browser.close()
+    assert problems == []

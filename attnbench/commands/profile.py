@@ -66,12 +66,14 @@ def arguments(p: argparse.ArgumentParser) -> None:
 @command("profile", arguments=arguments, order=35)
 def run(args: argparse.Namespace) -> int:
     """profile one case: trace, top operators, memory timeline, checked against its measurement"""
+    from attnbench.measure.allocator import steady_cpu_allocator
     from attnbench.measure.settings import MeasureSettings
     from attnbench.report.profiles import draw_profile
     from attnbench.results.profiles import load_profile
     from attnbench.runner.execute import execute
 
     load_plugins(args.plugin)
+    steady_cpu_allocator()  # the allocator a sweep's worker runs with, so the times compare
     case = case_from_results(args) if args.results else case_from_name(args)
     settings = MeasureSettings(
         metrics=("time", "memory"),
@@ -185,7 +187,8 @@ def print_profile(profile: Profile, args: argparse.Namespace) -> None:
     )
     for origin in memory["live_at_peak"][:5]:
         where = escape(" in ".join(x for x in (origin["op"], origin["site"]) if x) or "(freed by Python)")
-        console.print(f"  live at the peak: {origin['bytes'] / MIB:8.2f} MiB  {where}")
+        size, count = origin["bytes"] / MIB, origin.get("tensors", 1)
+        console.print(f"  live at the peak: {size:8.2f} MiB in {count:2d} tensor(s)  {where}")
 
 
 def _number(value) -> str:

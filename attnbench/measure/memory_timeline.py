@@ -43,10 +43,11 @@ class MemoryEvent:
 @dataclass(frozen=True)
 class MemoryTimeline:
     """What one call allocates and frees, in order. `live_at_peak`: the allocations made
-    during the call and still live at the peak, summed per (op, site), largest first."""
+    during the call and still live at the peak, per (op, site): their bytes and how many
+    they are, largest first."""
 
     events: tuple[MemoryEvent, ...]
-    live_at_peak: tuple[tuple[str, str, int], ...]
+    live_at_peak: tuple[tuple[str, str, int, int], ...]  # (op, site, bytes, allocations)
     method: str
 
     @property
@@ -72,7 +73,9 @@ class MemoryTimeline:
             "peak_op": peak.op if peak else None,
             "peak_site": peak.site if peak else None,
             "events": len(self.events),
-            "live_at_peak": [{"op": op, "site": site, "bytes": n} for op, site, n in self.live_at_peak],
+            "live_at_peak": [
+                {"op": op, "site": site, "bytes": n, "tensors": k} for op, site, n, k in self.live_at_peak
+            ],
         }
 
 
@@ -175,8 +178,9 @@ def _timeline(records: list[tuple[float, int, int, str, str]], method: str) -> M
             held[ptr] = (nbytes, op, site)
         else:
             held.pop(ptr, None)
-    by_origin: dict[tuple[str, str], int] = {}
+    by_origin: dict[tuple[str, str], tuple[int, int]] = {}
     for nbytes, op, site in held.values():
-        by_origin[(op, site)] = by_origin.get((op, site), 0) + nbytes
-    ranked = sorted(((op, site, n) for (op, site), n in by_origin.items()), key=lambda r: -r[2])
+        total, count = by_origin.get((op, site), (0, 0))
+        by_origin[(op, site)] = (total + nbytes, count + 1)
+    ranked = sorted(((op, site, n, c) for (op, site), (n, c) in by_origin.items()), key=lambda r: -r[2])
     return MemoryTimeline(tuple(events), tuple(ranked), method)

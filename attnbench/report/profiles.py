@@ -48,7 +48,7 @@ def plot_memory_timeline(profile: Profile, path: str | Path) -> Path:
     _timeline(left, profile)
     memory = profile.summary["memory"]
     origins = memory["live_at_peak"][:TOP][::-1]
-    names = [_origin(o["op"], o["site"]) for o in origins]
+    names = [f"{_origin(o['op'], o['site'])} ×{o.get('tensors', 1)}" for o in origins]
     right.barh(range(len(origins)), [o["bytes"] / MIB for o in origins], color="tab:red", alpha=0.7)
     right.set_yticks(range(len(origins)), names, fontsize=7)
     right.set_xlabel("MiB live at the peak")

@@ -55,6 +55,23 @@ def test_breakdown_shares_add_up_to_the_whole_call(naive):
     assert "(outside any operator)" in set(profile.ops["op"])
 
 
+def test_top_level_view_charges_each_of_the_calls_own_ops_with_all_under_it(naive):
+    _, profile = naive
+    top = profile.breakdown("top").set_index("op")
+    assert top.loc["aten::matmul", "calls"] == 2  # the two matmuls the variant's Python makes
+    by_op = profile.breakdown("op").set_index("op")
+    assert top.loc["aten::matmul", "total_ms"] == pytest.approx(by_op.loc["aten::matmul", "total_ms"])
+    assert "aten::bmm" not in top.index  # it runs inside the matmuls
+    assert top["share_pct"].sum() == pytest.approx(100, abs=0.5)
+
+
+def test_by_shape_view_splits_an_op_by_its_inputs(naive):
+    _, profile = naive
+    bmm = profile.breakdown("shape").query("op == 'aten::bmm'")
+    assert sorted(bmm["input_shapes"]) == ["[[2, 256, 256], [2, 256, 32]]", "[[2, 256, 32], [2, 32, 256]]"]
+    assert bmm["gflop"].tolist() == pytest.approx([2 * 2 * 256 * 256 * 32 / 1e9] * 2)
+
+
 def test_trace_is_valid_json_that_names_the_ops_and_the_call(naive):
     _, profile = naive
     trace = json.loads((profile.folder / "trace.json").read_text())

@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 
 SHAPE_FLAGS = ("batch", "heads", "seq_len", "d_head", "dtype", "device", "causal", "mode", "threads")
 MIB = 2**20
+HEADERS = {
+    "input_shapes": "input shapes",
+    "self_ms": "self ms",
+    "share_pct": "% of call",
+    "total_ms": "total ms",
+    "gflop": "GFLOP",
+    "gflop_per_s": "GFLOP/s",
+    "input_mb": "input MB",
+}
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -56,6 +65,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
     root = Path(MeasureSettings.profile_dir)
     p.add_argument("-o", "--output", type=Path, default=root, help=f"profiles folder (default {root})")
     p.add_argument("--top", type=int, default=15, help="operators to print (all are in ops.csv)")
+    p.add_argument(
+        "--by",
+        choices=("op", "shape", "top"),
+        default="op",
+        help="op: self time per operator (default); shape: per operator and input shapes; top: the "
+        "operators the call runs itself, each with everything under it",
+    )
     p.add_argument(
         "--min-run-time", type=float, default=MeasureSettings.min_run_time, help="seconds of timed calls"
     )
@@ -156,11 +172,17 @@ def print_profile(profile: Profile, args: argparse.Namespace) -> None:
 
     s = profile.summary
     measured, trace, memory = s["measured"], s["trace"], s["memory"]
-    ops = profile.ops.head(args.top)
-    table = ops.assign(**{c: ops[c].map(_number) for c in ops.columns if c != "op"})
-    table.columns = ["op", "calls", "self ms", "% of call", "total ms", "GFLOP", "GFLOP/s", "input MB"]
-    title = f"top operators by self time, per call ({trace['wall_ms']:.3g} ms under the profiler)"
-    print_frame(console, table, title, args.format, right=lambda column: column != "op")
+    ops = profile.breakdown(args.by).head(args.top)
+    text = ("op", "input_shapes")
+    table = ops.assign(**{c: ops[c].map(_number) for c in ops.columns if c not in text}).fillna("")
+    table = table.rename(columns=HEADERS)
+    what = (
+        "the call's own operators, each with all under it"
+        if args.by == "top"
+        else "top operators by self time"
+    )
+    title = f"{what}, per call ({trace['wall_ms']:.3g} ms under the profiler)"
+    print_frame(console, table, title, args.format, right=lambda column: column not in ("op", "input shapes"))
     spread = f"IQR {measured['latency_q25_ms']:.3g}–{measured['latency_q75_ms']:.3g} ms"
     console.print(
         f"measured: median {measured['latency_ms']:.3g} ms ({spread}, {measured['latency_samples']} "

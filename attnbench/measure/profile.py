@@ -6,16 +6,18 @@ profiler session, each under a `attnbench.call` range: the trace opens in Perfet
 included, and the copies). The breakdown is the profiler's `key_averages`, per call:
 
 - CPU: every operator by self time, with its calls, its share of the call's wall time, its
-  FLOPs (the profiler's `with_flops`: matmuls, convolutions, some elementwise ops) and the
-  bytes its tensor inputs span (from the recorded shapes and dtypes; views count what they
-  view, so an upper bound on what the op reads). One more row, `(outside any operator)`, is
-  the call's time in no operator at all: Python, the interpreter between ops, a loop's own
-  cost (Holistic Trace Analysis calls its GPU form idle time).
+  FLOPs (the profiler's `with_flops`, in a call of its own: matmuls, convolutions, some
+  elementwise ops) and the bytes its tensor inputs span (from the recorded shapes and dtypes;
+  views count what they view, so an upper bound on what the op reads). One more row,
+  `(outside any operator)`, is the call's time in no operator at all: Python, the interpreter
+  between ops, a loop's own cost (Holistic Trace Analysis calls its GPU form idle time).
 - CUDA: every kernel, copy and fill by device time; `(GPU idle)` is the call's wall time
   in no kernel.
 
-The profiler costs a few microseconds per operator, so the traced call is slower than the
-timed one by about that per op; `TRACE_TOLERANCE` is what the profile's check allows.
+`top_level_breakdown` is the other view: the operators the call runs itself, each with all
+under it. The profiler costs microseconds per operator, so the traced call is slower than the
+timed one by that per op; `TRACE_TOLERANCE` is what the profile's check allows, and a call of
+many small operators can exceed it (a flag in the profile, not an error).
 """
 
 from __future__ import annotations
@@ -65,11 +67,13 @@ class Call(Protocol):
 
 @dataclass(frozen=True)
 class Trace:
-    """A profiler session of `repeat` calls and each call's wall time."""
+    """A profiler session of `repeat` calls and each call's wall time, and the FLOPs of one
+    call per (operator, input shapes), counted in a session of their own."""
 
     prof: profile
     walls_ms: tuple[float, ...]
     device: str
+    flops: dict[tuple[str, str], float]
 
     @property
     def repeat(self) -> int:
@@ -92,9 +96,12 @@ class Trace:
 
 
 def trace_calls(work: Call, device: str, *, repeat: int = 3) -> Trace:
-    """Trace `repeat` calls of `work` (already warm) in one profiler session."""
+    """Trace `repeat` calls of `work` (already warm) in one profiler session, then count one
+    call's FLOPs in another: `with_flops` costs tens of microseconds per operator (measured
+    here: the delta rule at N = 1024 took 56 ms a call traced with shapes, 85 ms with FLOPs
+    too, against 45 ms untraced), which would take the traced time far from the timed one."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with _quiet_kineto(), profile(activities=activities, record_shapes=True, with_flops=True) as prof:
+    with _quiet_kineto(), profile(activities=activities, record_shapes=True) as prof:
         for _ in range(repeat):
             work.reset()
             with record_function(MARK):
@@ -102,50 +109,73 @@ def trace_calls(work: Call, device: str, *, repeat: int = 3) -> Trace:
                 if device == "cuda":
                     torch.cuda.synchronize()  # the range ends when the call's kernels do
     walls = tuple(e.cpu_time_total / 1e3 for e in _marks(prof))
-    return Trace(prof, walls, device)
+    work.reset()
+    with (
+        _quiet_kineto(),
+        profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_flops=True) as counted,
+    ):
+        work.call()
+    flops = {
+        (e.key, str(e.input_shapes)): float(e.flops)
+        for e in counted.key_averages(group_by_input_shape=True)
+        if e.flops
+    }
+    return Trace(prof, walls, device, flops)
 
 
 def _marks(prof: profile) -> list:
     return [e for e in prof.events() if e.name == MARK and e.device_type == DeviceType.CPU]
 
 
-def op_breakdown(trace: Trace) -> pd.DataFrame:
+def op_breakdown(trace: Trace, *, by_shape: bool = False) -> pd.DataFrame:
     """One row per operator (CPU) or kernel (CUDA), per call, largest self time first, with
-    the time in none of them as the last row; columns `OP_COLUMNS`."""
-    rows = _cuda_rows(trace) if trace.device == "cuda" else _cpu_rows(trace)
-    table = pd.DataFrame(rows, columns=OP_COLUMNS).sort_values("self_ms", ascending=False, kind="stable")
+    the time in none of them as a row of its own; columns `OP_COLUMNS`. `by_shape`: one row
+    per operator and the shapes of its inputs (CPU), in an `input_shapes` column after `op`
+    (the profiler's `group_by_input_shape`), which tells apart the calls an op name lumps."""
+    rows = _cuda_rows(trace) if trace.device == "cuda" else _cpu_rows(trace, by_shape)
+    columns = ["op", "input_shapes", *OP_COLUMNS[1:]] if by_shape else OP_COLUMNS
+    if by_shape and trace.device == "cuda":
+        rows = [[r[0], "", *r[1:]] for r in rows]
+    table = pd.DataFrame(rows, columns=columns).sort_values("self_ms", ascending=False, kind="stable")
     return table.reset_index(drop=True)
 
 
-def _cpu_rows(trace: Trace) -> list[list]:
+def _cpu_rows(trace: Trace, by_shape: bool) -> list[list]:
     n, wall = trace.repeat, trace.mean_wall_ms
     bytes_in = input_bytes(trace.prof)
     rows = []
-    for e in trace.prof.key_averages():
+    for e in trace.prof.key_averages(group_by_input_shape=by_shape):
         if e.key == MARK or e.device_type != DeviceType.CPU:
             continue
         self_ms = e.self_cpu_time_total / 1e3 / n
-        gflop = e.flops / 1e9 / n if e.flops else math.nan
-        rows.append(
-            [
-                e.key,
-                e.count / n,
-                self_ms,
-                100 * self_ms / wall,
-                e.cpu_time_total / 1e3 / n,
-                gflop,
-                gflop / self_ms * 1e3 if e.flops and self_ms > 0 else math.nan,
-                bytes_in[e.key] / 1e6 / n if e.key in bytes_in else math.nan,
-            ]
-        )
+        shapes = str(e.input_shapes)
+        counted = [f for (op, s), f in trace.flops.items() if op == e.key and (s == shapes or not by_shape)]
+        gflop = sum(counted) / 1e9 if counted else math.nan  # per call already
+        nbytes = bytes_in.get((e.key, shapes)) if by_shape else _by_name(bytes_in, e.key)
+        row = [
+            e.key,
+            e.count / n,
+            self_ms,
+            100 * self_ms / wall,
+            e.cpu_time_total / 1e3 / n,
+            gflop,
+            gflop / self_ms * 1e3 if counted and self_ms > 0 else math.nan,
+            nbytes / 1e6 / n if nbytes is not None else math.nan,
+        ]
+        rows.append([row[0], shapes, *row[1:]] if by_shape else row)
     # the time of each call under no operator: its wall time less its top-level operators'
-    marks = _marks(trace.prof)
-    outside = statistics.fmean(
-        m.cpu_time_total - sum(c.cpu_time_total for c in m.cpu_children) for m in marks
-    )
+    within = [m.cpu_time_total - sum(c.cpu_time_total for c in m.cpu_children) for m in _marks(trace.prof)]
+    outside = statistics.fmean(within)
     outside /= 1e3
-    rows.append([OUTSIDE_CPU, math.nan, outside, 100 * outside / wall, outside, math.nan, math.nan, math.nan])
+    row = [OUTSIDE_CPU, math.nan, outside, 100 * outside / wall, outside, math.nan, math.nan, math.nan]
+    rows.append([row[0], "", *row[1:]] if by_shape else row)
     return rows
+
+
+def _by_name(bytes_in: dict[tuple[str, str], int | None], name: str) -> int | None:
+    """An operator's input bytes over all its shapes; None when any of them is unknown."""
+    sizes = [n for (op, _), n in bytes_in.items() if op == name]
+    return None if not sizes or None in sizes else sum(sizes)
 
 
 def _cuda_rows(trace: Trace) -> list[list]:
@@ -161,19 +191,44 @@ def _cuda_rows(trace: Trace) -> list[list]:
     return rows
 
 
-def input_bytes(prof: profile) -> dict[str, int]:
-    """Per operator name, the bytes its tensor inputs span over the session (the recorded
-    shapes times the element size); operators with an input of unknown size are left out."""
-    out: dict[str, int] = {}
-    unknown: set[str] = set()
+def top_level_breakdown(trace: Trace) -> pd.DataFrame:
+    """The operators the call itself runs (its direct children in the profiler's tree), each
+    with everything under it, per call, largest first: what a line of the variant's Python
+    costs (`aten::roll` with the `cat` it does, a triangular solve with its copy into column
+    order), where `op_breakdown` charges the time to the innermost operator. Columns `op`,
+    `calls`, `total_ms`, `share_pct` (CUDA: the device time of the kernels under each)."""
+    n, wall = trace.repeat, trace.mean_wall_ms
+    cuda = trace.device == "cuda"
+    groups: dict[str, tuple[int, float]] = {}
+    for mark in _marks(trace.prof):
+        for op in mark.cpu_children:
+            count, total = groups.get(op.name, (0, 0.0))
+            groups[op.name] = (count + 1, total + (op.device_time_total if cuda else op.cpu_time_total))
+    rows = [
+        [name, count / n, total / 1e3 / n, 100 * total / 1e3 / n / wall]
+        for name, (count, total) in groups.items()
+    ]
+    rest = wall - sum(r[2] for r in rows)
+    rows.append([OUTSIDE_GPU if cuda else OUTSIDE_CPU, math.nan, rest, 100 * rest / wall])
+    table = pd.DataFrame(rows, columns=["op", "calls", "total_ms", "share_pct"])
+    return table.sort_values("total_ms", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def input_bytes(prof: profile) -> dict[tuple[str, str], int | None]:
+    """Per (operator, its input shapes as the profiler prints them), the bytes its tensor
+    inputs span over the session: the recorded shapes times the element sizes; None where an
+    input's size is not known (a list of tensors, a type not in `ITEMSIZE`)."""
+    out: dict[tuple[str, str], int | None] = {}
     for e in prof.profiler.kineto_results.events():
         if e.device_type() != DeviceType.CPU or e.name() == "[memory]":
             continue
-        total = 0
+        total: int | None = 0
         for shape, dtype in zip(e.shapes(), e.dtypes(), strict=False):
-            if dtype in ITEMSIZE:
+            if dtype in ITEMSIZE and total is not None:
                 total += math.prod(shape) * ITEMSIZE[dtype]
-            elif dtype not in NOT_TENSORS:  # a tensor list, or a type not in the table
-                unknown.add(e.name())
-        out[e.name()] = out.get(e.name(), 0) + total
-    return {name: n for name, n in out.items() if name not in unknown}
+            elif dtype not in NOT_TENSORS:
+                total = None
+        key = (e.name(), str(e.shapes()))
+        before = out.get(key, 0)
+        out[key] = None if before is None or total is None else before + total
+    return out

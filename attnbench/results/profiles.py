@@ -8,6 +8,8 @@
       trace.json           Chrome trace of the traced calls (Perfetto, chrome://tracing)
       ops.csv, ops.json    operators (CPU) or kernels (CUDA) per call, by self time; a name
                            in parentheses is the call's time in none of them
+      ops_by_shape.csv     the same per operator and input shapes (CPU)
+      ops_top_level.csv    the operators the call runs itself, each with all under it
       memory.csv           every allocation and free of one call, in order
       memory.png           the memory timeline (drawn by the command that asked for the profile)
       memory_snapshot.pickle  CUDA only: the allocator's history, for pytorch.org/memory_viz
@@ -31,6 +33,7 @@ from attnbench.errors import UserError
 SUMMARY = "profile.json"
 TRACE = "trace.json"
 OPS_CSV, OPS_JSON = "ops.csv", "ops.json"
+BREAKDOWNS = {"op": OPS_CSV, "shape": "ops_by_shape.csv", "top": "ops_top_level.csv"}  # the views, by name
 MEMORY_CSV, MEMORY_PNG = "memory.csv", "memory.png"
 SNAPSHOT = "memory_snapshot.pickle"
 
@@ -58,12 +61,21 @@ class Profile:
     def case(self) -> Case:
         return Case.from_dict(self.summary["case"])
 
+    def breakdown(self, by: str) -> pd.DataFrame:
+        """One of the views of `BREAKDOWNS`: by operator, by operator and input shapes, or
+        by the operators the call runs itself (read on demand)."""
+        return pd.read_csv(self.folder / BREAKDOWNS[by], keep_default_na=False, na_values=[""])
 
-def save_profile(folder: Path, summary: dict[str, Any], ops: pd.DataFrame, memory: pd.DataFrame) -> Path:
-    """Write the profile's tables and summary into `folder` (the trace is already there)."""
+
+def save_profile(
+    folder: Path, summary: dict[str, Any], breakdowns: dict[str, pd.DataFrame], memory: pd.DataFrame
+) -> Path:
+    """Write the profile's tables and summary into `folder` (the trace is already there);
+    `breakdowns` holds a table for each view of `BREAKDOWNS`."""
     folder.mkdir(parents=True, exist_ok=True)
-    ops.to_csv(folder / OPS_CSV, index=False)
-    ops.to_json(folder / OPS_JSON, orient="records", indent=1)
+    for view, name in BREAKDOWNS.items():
+        breakdowns[view].to_csv(folder / name, index=False)
+    breakdowns["op"].to_json(folder / OPS_JSON, orient="records", indent=1)
     memory.to_csv(folder / MEMORY_CSV, index=False)
     (folder / SUMMARY).write_text(json.dumps(summary, indent=1, default=str) + "\n")
     return folder

@@ -11,7 +11,14 @@ from typing import Any
 from attnbench.cases import Case
 from attnbench.env import machine_env
 from attnbench.measure.memory_timeline import memory_timeline
-from attnbench.measure.profile import TRACE_TOLERANCE, Call, Trace, op_breakdown, trace_calls
+from attnbench.measure.profile import (
+    TRACE_TOLERANCE,
+    Call,
+    Trace,
+    op_breakdown,
+    top_level_breakdown,
+    trace_calls,
+)
 from attnbench.results.profiles import SNAPSHOT, TRACE, folder_name, save_profile
 
 # the measurement a profile is checked against, and its place on the roofline
@@ -27,7 +34,11 @@ def write_profile(case: Case, work: Call, metrics: dict[str, Any], root: Path, *
     work.run()  # warm again: the error check since the timing ran other code
     trace = trace_calls(work, case.device, repeat=repeat)
     trace.export(folder / TRACE)
-    ops = op_breakdown(trace)
+    breakdowns = {
+        "op": op_breakdown(trace),
+        "shape": op_breakdown(trace, by_shape=True),
+        "top": top_level_breakdown(trace),
+    }
     work.reset()
     snapshot = folder / SNAPSHOT if case.device == "cuda" else None
     timeline = memory_timeline(work.call, case.device, snapshot=snapshot)
@@ -45,7 +56,7 @@ def write_profile(case: Case, work: Call, metrics: dict[str, Any], root: Path, *
         },
         "env": {key: env[key] for key in ("torch", "git_revision", "git_dirty", "hostname", "cpu_model")},
     }
-    return save_profile(folder, summary, ops, timeline.to_frame())
+    return save_profile(folder, summary, breakdowns, timeline.to_frame())
 
 
 def trace_check(trace: Trace, median_ms: float | None) -> dict[str, Any]:

@@ -164,6 +164,9 @@ def test_profile_command_prints_the_top_ops_and_checks_the_peak(tmp_path, capsys
     assert {"trace.json", "ops.csv", "ops.json", "memory.csv", "memory.png", "profile.json"} <= {
         p.name for p in folder.iterdir()
     }
+    assert main(["profile", str(folder), "--by", "top", "--format", "csv"]) == 0  # printed again, not rerun
+    again = capsys.readouterr().out
+    assert again.startswith("op,calls,total ms,% of call\n") and "aten::matmul,2," in again
 
 
 def test_profile_command_picks_a_case_from_results_by_id_or_label(tmp_path, capsys, monkeypatch):

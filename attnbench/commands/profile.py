@@ -4,6 +4,7 @@
     attnbench profile softmax.naive --seq-len 1024 --mode fwd+bwd
     attnbench profile 3fa2c1 --results results/speed-….jsonl            a case id (or its start)
     attnbench profile linear.elu --results r.jsonl --seq-len 8192 --causal   a label, narrowed
+    attnbench profile profiles/linear.elu-B1-H8-N8192-… --by top     print a profile again
 
 The case is measured as a sweep measures it (median latency, exact peak), then, on the same
 warm workload, traced and profiled into profiles/<label>-<shape>/ (see
@@ -50,7 +51,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "case",
         help="VARIANT[params] as a suite names it (softmax.naive, 'linear.dpfp[rule=delta,norm=sum]'); "
-        "with --results, a case id (or its first characters) or a label",
+        "with --results, a case id (or its first characters) or a label; or a profile folder to print "
+        "again",
     )
     p.add_argument("--results", type=Path, metavar="FILE", help="pick the case from this results file")
     for name in ("batch", "heads", "seq_len", "d_head"):
@@ -85,9 +87,12 @@ def run(args: argparse.Namespace) -> int:
     from attnbench.measure.allocator import steady_cpu_allocator
     from attnbench.measure.settings import MeasureSettings
     from attnbench.report.profiles import draw_profile
-    from attnbench.results.profiles import load_profile
+    from attnbench.results.profiles import SUMMARY, load_profile
     from attnbench.runner.execute import execute
 
+    if (Path(args.case) / SUMMARY).is_file():  # a profile written before: print it, measure nothing
+        print_profile(load_profile(args.case), args)
+        return 0
     load_plugins(args.plugin)
     steady_cpu_allocator()  # the allocator a sweep's worker runs with, so the times compare
     case = case_from_results(args) if args.results else case_from_name(args)
@@ -181,31 +186,33 @@ def print_profile(profile: Profile, args: argparse.Namespace) -> None:
         if args.by == "top"
         else "top operators by self time"
     )
-    title = f"{what}, per call ({trace['wall_ms']:.3g} ms under the profiler)"
+    title = f"{what}, per call ({_number(trace['wall_ms'])} ms under the profiler)"
     print_frame(console, table, title, args.format, right=lambda column: column not in ("op", "input shapes"))
-    spread = f"IQR {measured['latency_q25_ms']:.3g}–{measured['latency_q75_ms']:.3g} ms"
+    spread = f"IQR {_number(measured['latency_q25_ms'])}–{_number(measured['latency_q75_ms'])} ms"
     console.print(
-        f"measured: median {measured['latency_ms']:.3g} ms ({spread}, {measured['latency_samples']} "
+        f"measured: median {_number(measured['latency_ms'])} ms ({spread}, {measured['latency_samples']} "
         f"samples, {measured['timer']}); peak {measured['peak_mem_bytes'] / MIB:.2f} MiB (exact)"
     )
     verdict = "within" if trace["within"] else "[yellow]outside[/]"
     console.print(
-        f"trace: {len(trace['walls_ms'])} calls, median {trace['wall_ms']:.3g} ms under the profiler = "
+        f"trace: {len(trace['walls_ms'])} calls, median {_number(trace['wall_ms'])} ms under the profiler = "
         f"{trace['ratio']:.2f} × the timed median ({verdict} ±{trace['tolerance']:.0%}) · "
         f"{escape(str(profile.folder / trace['file']))} (open in https://ui.perfetto.dev)"
     )
     place = add_roofline(pd.DataFrame([{"status": "ok", **measured}])).iloc[0]
     if place["bound"]:
         console.print(
-            f"roofline: {place['intensity']:.3g} FLOP per minimal byte, {place['achieved_flops'] / 1e9:.3g} "
-            f"GFLOP/s: {place['bound']}, {place['roof_pct']:.3g} % of the roof there"
+            f"roofline: {_number(place['intensity'])} FLOP per minimal byte, "
+            f"{_number(place['achieved_flops'] / 1e9)} GFLOP/s: {place['bound']}, "
+            f"{_number(place['roof_pct'])} % of the roof there"
         )
     same = memory["peak_bytes"] == memory["harness_peak_bytes"]
     measured_peak = memory["harness_peak_bytes"]
     check = "the measured peak, to the byte" if same else f"[yellow]measured {measured_peak} bytes[/]"
     console.print(
-        f"memory: peak {memory['peak_bytes'] / MIB:.2f} MiB at {memory['peak_at_ms']:.3g} ms into the call, "
-        f"reached in {escape(str(memory['peak_op']))} ({escape(str(memory['peak_site']))}); " + check
+        f"memory: peak {memory['peak_bytes'] / MIB:.2f} MiB at {_number(memory['peak_at_ms'])} ms into "
+        f"the call, reached in {escape(str(memory['peak_op']))} ({escape(str(memory['peak_site']))}); "
+        + check
     )
     for origin in memory["live_at_peak"][:5]:
         where = escape(" in ".join(x for x in (origin["op"], origin["site"]) if x) or "(freed by Python)")
@@ -214,6 +221,7 @@ def print_profile(profile: Profile, args: argparse.Namespace) -> None:
 
 
 def _number(value) -> str:
+    """Three significant digits, without an exponent below a million."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return f"{value:.3g}"
+    return f"{value:,.0f}" if 1e3 <= abs(value) < 1e6 else f"{value:.3g}"

@@ -115,7 +115,9 @@ def plot_op_bars(profiles: list[Profile], path: str | Path, *, top: int = TOP) -
     plt = pyplot()
     tops = [p.ops.nlargest(top, "self_ms") for p in profiles]
     names = list(dict.fromkeys(op for t in tops for op in t["op"]))
-    colors = plt.get_cmap("tab20").colors
+    # distinct colours for up to 56 operators; greys are kept for the rest and for no operator
+    tab20 = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (14, 15)]
+    colors = tab20 + list(plt.get_cmap("tab20b").colors) + list(plt.get_cmap("tab20c").colors[:16])
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(profiles) + 4), 5.5))
     x = np.arange(len(profiles))
     bottom = np.zeros(len(profiles))

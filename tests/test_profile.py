@@ -224,6 +224,8 @@ def test_run_profile_links_a_profile_from_each_selected_record(tmp_path, monkeyp
     assert "profile" not in records["softmax.sdpa"]["metrics"]
     argv = ["run", "--suite", "s.toml", "--executor", "inline", "-o", "q.jsonl", "--profile", "linear"]
     assert main(argv) == 2  # selects no case of the suite
+    argv = ["run", "--suite", "editing", "--executor", "inline", "-o", "t.jsonl", "--profile"]
+    assert main(argv) == 2  # a task suite trains models: nothing to profile
 
 
 # --- CUDA ------------------------------------------------------------------------------------

@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         cases = shard(cases, args.shard)
     if not cases:
         raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
+    if suite.settings.profile and suite.task is not None:
+        raise UserError(f"profile: suite {suite.name!r} trains models on a task; profiles are of benchmarks")
     if suite.settings.profile and not any(suite.settings.profiles(c.variant, c.label) for c in cases):
         raise UserError(f"profile {suite.settings.profile!r} selects none of suite {suite.name!r}'s cases")
     out = args.output or default_results_path(suite.name, resume=args.resume)

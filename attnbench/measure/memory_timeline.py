@@ -6,6 +6,8 @@ CPU: the same profiler memory records `peak_bytes_cpu` sums (`profile_memory=Tru
 from the profiler's event tree, where each record sits under the operator that allocated or
 freed it and, with `with_stack=True`, under the Python frames that called that operator. So
 the timeline's peak is the harness's exact peak (the tests check it) and every byte is named.
+The event tree is torch's experimental API (`torch.profiler._memory_profiler` is built on it);
+the tests pin its agreement with the harness's peak, so a torch that changes it fails there.
 Python tracing slows the call down: the time axis is the profiled call's, not the timed one's.
 
 CUDA: `torch.cuda.memory._record_memory_history` during the call and its snapshot's trace

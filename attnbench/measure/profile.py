@@ -97,9 +97,9 @@ class Trace:
 
 def trace_calls(work: Call, device: str, *, repeat: int = 3) -> Trace:
     """Trace `repeat` calls of `work` (already warm) in one profiler session, then count one
-    call's FLOPs in another: `with_flops` costs tens of microseconds per operator (measured
-    here: the delta rule at N = 1024 took 56 ms a call traced with shapes, 85 ms with FLOPs
-    too, against 45 ms untraced), which would take the traced time far from the timed one."""
+    call's FLOPs in another: `with_flops` costs tens of microseconds per operator (measured on
+    the 2-core VM, one thread: the delta rule at N = 1024 took 56 ms a call traced with shapes,
+    85 ms with FLOPs too, 45 ms untraced), which would take the traced time far from the timed."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with _quiet_kineto(), profile(activities=activities, record_shapes=True) as prof:
         for _ in range(repeat):

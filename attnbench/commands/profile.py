@@ -172,6 +172,7 @@ def print_profile(profile: Profile, args: argparse.Namespace) -> None:
     and the memory peak, one line each."""
     import pandas as pd
 
+    from attnbench.report.profiles import origin_text
     from attnbench.report.roofline import add_roofline
     from attnbench.report.terminal import print_frame
 
@@ -209,13 +210,13 @@ def print_profile(profile: Profile, args: argparse.Namespace) -> None:
     same = memory["peak_bytes"] == memory["harness_peak_bytes"]
     measured_peak = memory["harness_peak_bytes"]
     check = "the measured peak, to the byte" if same else f"[yellow]measured {measured_peak} bytes[/]"
+    reached = f"{escape(str(memory['peak_op']))} ({escape(str(memory['peak_site']))})"
     console.print(
         f"memory: peak {memory['peak_bytes'] / MIB:.2f} MiB at {_number(memory['peak_at_ms'])} ms into "
-        f"the call, reached in {escape(str(memory['peak_op']))} ({escape(str(memory['peak_site']))}); "
-        + check
+        f"the call, reached in {reached}; {check}"
     )
     for origin in memory["live_at_peak"][:5]:
-        where = escape(" in ".join(x for x in (origin["op"], origin["site"]) if x) or "(freed by Python)")
+        where = escape(origin_text(origin["op"], origin["site"]))
         size, count = origin["bytes"] / MIB, origin.get("tensors", 1)
         console.print(f"  live at the peak: {size:8.2f} MiB in {count:2d} tensor(s)  {where}")
 

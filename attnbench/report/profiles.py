@@ -48,7 +48,7 @@ def plot_memory_timeline(profile: Profile, path: str | Path) -> Path:
     _timeline(left, profile)
     memory = profile.summary["memory"]
     origins = memory["live_at_peak"][:TOP][::-1]
-    names = [f"{_origin(o['op'], o['site'])} ×{o.get('tensors', 1)}" for o in origins]
+    names = [f"{origin_text(o['op'], o['site'])} ×{o.get('tensors', 1)}" for o in origins]
     right.barh(range(len(origins)), [o["bytes"] / MIB for o in origins], color="tab:red", alpha=0.7)
     right.set_yticks(range(len(origins)), names, fontsize=7)
     right.set_xlabel("MiB live at the peak")
@@ -69,7 +69,7 @@ def _timeline(ax, profile: Profile) -> None:
         ax.plot([memory["peak_at_ms"]], [peak], "o", color="tab:red")
         late = memory["peak_at_ms"] > t[-1] / 2  # write the note on the side with room
         ax.annotate(
-            f"peak {peak:.1f} MiB: {_origin(memory['peak_op'], memory['peak_site'])}",
+            f"peak {peak:.1f} MiB: {origin_text(memory['peak_op'], memory['peak_site'])}",
             (memory["peak_at_ms"], peak),
             textcoords="offset points",
             xytext=(-6 if late else 6, -12),
@@ -83,8 +83,9 @@ def _timeline(ax, profile: Profile) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _origin(op: str | None, site: str | None) -> str:
-    return " in ".join(part for part in (op or "", site or "") if part) or "(freed by Python)"
+def origin_text(op: str | None, site: str | None) -> str:
+    """Where an allocation came from, for people: `aten::bmm in linear/forms.py:chunk_sum`."""
+    return " in ".join(part for part in (op or "", site or "") if part) or "(outside any operator)"
 
 
 def plot_memory_timelines(profiles: list[Profile], path: str | Path) -> Path:
@@ -175,7 +176,7 @@ def profiles_table(profiles: list[Profile]) -> pd.DataFrame:
                 "traced / median": trace["ratio"],
                 "check": "" if within is None else check,
                 "peak MiB": memory["peak_bytes"] / MIB,
-                "peak reached in": _origin(memory["peak_op"], memory["peak_site"]),
+                "peak reached in": origin_text(memory["peak_op"], memory["peak_site"]),
                 "profile": str(p.folder),
             }
         )

@@ -101,3 +101,31 @@ def variant_label(name: str, params: Params | dict[str, Any]) -> str:
     if not items:
         return name
     return name + "[" + ",".join(f"{k}={v}" for k, v in items) + "]"
+
+
+def parse_label(text: str) -> tuple[str, dict[str, Any]]:
+    """`linear.dpfp[nu=2,rule=delta]` -> ("linear.dpfp", {"nu": 2, "rule": "delta"}): the
+    inverse of `variant_label`, values read as numbers or booleans where they are."""
+    name, sep, rest = text.partition("[")
+    if not sep:
+        return text, {}
+    if not rest.endswith("]"):
+        raise ValueError(f"{text!r}: a label's parameters end with ']'")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest[:-1].split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{text!r}: expected KEY=VALUE between the brackets, got {item!r}")
+        params[key.strip()] = _scalar(value.strip())
+    return name, params
+
+
+def _scalar(text: str) -> Any:
+    if text in ("true", "True", "false", "False"):
+        return text in ("true", "True")
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -6,6 +6,8 @@
     attnbench run --suite ci --executor inline        in this process (fast, no isolation)
     attnbench run --suite speed -o r.jsonl --resume   finish an interrupted sweep
     attnbench show results/speed-*.jsonl --metric peak_mem_bytes --format md
+    attnbench show results/speed-*.jsonl --roofline --plot roofline.png
+    attnbench profile 'linear.dpfp[rule=delta,norm=sum]' --seq-len 8192 --causal   profiles/…
     attnbench report results/speed-*.jsonl            one self-contained HTML file
     attnbench compare BASE.jsonl CURRENT.jsonl        the regression gate
     attnbench calibrate                               this machine's matmul and copy ceilings

@@ -10,6 +10,7 @@ axes, per-variant parameter sweeps and limits, and how to measure::
     min_run_time_s = 0.3     # timed seconds per case (at least min_samples = 7 samples)
     metrics = ["time", "memory", "error"]
     show = "latency_ms"      # the summary table's metric
+    profile = "linear.*"     # also profile these variants' cases (true: every case) into profiles/
 
     [sweep]                  # or several [[sweep]] blocks, each its own product
     variants = ["softmax"]
@@ -161,7 +162,14 @@ SUITE_FIELDS = ("description", "timeout_s", "budget_s", "show")  # [suite] keys 
 def _suite_keys() -> dict[str, type | tuple[type, ...]]:
     """Every [suite] key and the TOML types it takes, read from the fields of `Suite` and
     `MeasureSettings` (their defaults live there, and only there)."""
-    accepts = {"bool": bool, "int": int, "float": (int, float), "str": str, "tuple[str, ...]": list}
+    accepts = {
+        "bool": bool,
+        "int": int,
+        "float": (int, float),
+        "str": str,
+        "bool | str": (bool, str),
+        "tuple[str, ...]": list,
+    }
     types = {f.name: f.type for f in fields(Suite) if f.name in SUITE_FIELDS}
     setting_types = {f.name: f.type for f in fields(MeasureSettings)}
     types |= {key: setting_types[name] for key, name in MeasureSettings.suite_keys().items()}
@@ -267,7 +275,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
 def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:
     """isinstance, except that TOML's true/false is not accepted as a number."""
     if isinstance(value, bool):
-        return expected is bool
+        return expected is bool or (isinstance(expected, tuple) and bool in expected)
     return isinstance(value, expected)
 
 

@@ -17,6 +17,7 @@ from attnbench.commands.common import (
     load_plugins,
     print_task_table,
     unsupported_note,
+    warn,
     write_report,
 )
 from attnbench.errors import UserError
@@ -54,6 +55,14 @@ def arguments(p: argparse.ArgumentParser) -> None:
         help="cap the worker's memory (CPU; default 80%% of RAM; 0 for none)",
     )
     add_plugin_argument(p)
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const=True,
+        metavar="VARIANTS",
+        help="also profile each case (or the cases of these variants: names, globs, families) into "
+        "profiles/<label>-<shape>/, linked from its record (suite key `profile`)",
+    )
     p.add_argument("--metric", help="metric of the summary table (default: the suite's `show`)")
     p.add_argument("--report", action="store_true", help="also write reports/<results name>.html at the end")
     p.add_argument("--corpus", type=Path, metavar="PATH", help=CORPUS_HELP)
@@ -78,12 +87,18 @@ def run(args: argparse.Namespace) -> int:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
     if args.corpus is not None:
         suite = with_corpus(suite, args.corpus)
+    if args.profile is not None:
+        suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, profile=args.profile))
     show = metric(args.metric or suite.show).column
     cases = suite.cases(only=args.only, device=args.device)
     if args.shard:
         cases = shard(cases, args.shard)
     if not cases:
         raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
+    if suite.settings.profile and suite.task is not None:
+        raise UserError(f"profile: suite {suite.name!r} trains models on a task; profiles are of benchmarks")
+    if suite.settings.profile and not any(suite.settings.profiles(c.variant, c.label) for c in cases):
+        raise UserError(f"profile {suite.settings.profile!r} selects none of suite {suite.name!r}'s cases")
     out = args.output or default_results_path(suite.name, resume=args.resume)
     check_output(out, resume=args.resume)
     if args.mem_limit is None:
@@ -117,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"{status_counts(df)} · {outcome.wall_s:.0f} s · results: {out}{unsupported_note(df, False)}"
     )
+    draw_profiles(df)
     if args.report:
         console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', None)}")
     if outcome.left:
@@ -125,6 +141,24 @@ def run(args: argparse.Namespace) -> int:
             f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
         )
     return 0
+
+
+def draw_profiles(df) -> None:
+    """Each profile's memory timeline, drawn here rather than in the worker (which has no
+    need of matplotlib), and where the profiles are."""
+    from attnbench.report.profiles import draw_profile, linked_profiles
+
+    profiles, missing = linked_profiles(df)
+    for profile in profiles:
+        draw_profile(profile)
+    if profiles:
+        folders = sorted({str(p.folder.parent) for p in profiles})
+        console.print(f"profiles: {len(profiles)} under {', '.join(folders)} (each record links its own)")
+    for folder in missing:
+        warn(f"profile {folder} was not written")
+    if "profile_error" in df:
+        for _, row in df[df["profile_error"].notna()].iterrows():
+            warn(f"{row['label']} N={row['seq_len']}: its profile failed: {row['profile_error']}")
 
 
 def with_corpus(suite, path: Path):

@@ -3,6 +3,7 @@ Chosen per suite; not part of a case's identity."""
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -25,6 +26,10 @@ class MeasureSettings:
     error_rows: int = _setting(128)  # query rows sampled for the error against the oracle
     recompile_limit: int = _setting(64)  # torch.compile cache per function, sized for a sweep
     calibrate: bool = _setting(True)  # report % of this machine's measured ceilings
+    # also profile the cases of these variants (true: every case; or names, globs, families,
+    # comma-separated), each into a folder under profile_dir that its record links
+    profile: bool | str = _setting(False)
+    profile_dir: str = _setting("profiles")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,6 +41,16 @@ class MeasureSettings:
         if "metrics" in kw:
             kw["metrics"] = tuple(kw["metrics"])
         return cls(**kw)
+
+    def profiles(self, variant: str, label: str) -> bool:
+        """Whether `profile` selects a case of `variant` (its row `label`)."""
+        if isinstance(self.profile, bool):
+            return self.profile
+        patterns = [p.strip() for p in self.profile.split(",") if p.strip()]
+        family = variant.split(".", 1)[0]
+        return any(
+            p == family or fnmatch.fnmatchcase(variant, p) or fnmatch.fnmatchcase(label, p) for p in patterns
+        )
 
     @classmethod
     def suite_keys(cls) -> dict[str, str]:

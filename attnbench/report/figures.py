@@ -31,7 +31,7 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
     plt = pyplot()
 
     m = metric(name)
-    ok = hide_unsupported(df)
+    ok = hide_unsupported(m.of(df))
     ok = ok[(ok["status"] == "ok") & ok[m.column].notna()] if m.column in ok else ok.iloc[0:0]
     if ok.empty:
         raise UserError(f"no ok results hold {name!r} to plot")

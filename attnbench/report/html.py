@@ -18,6 +18,7 @@ from attnbench.cases import Shape
 from attnbench.errors import UserError
 from attnbench.report import figures
 from attnbench.report.frontier import frontier_table, plot_frontier
+from attnbench.report.profiles import time_section
 from attnbench.report.sections import Cell, Figure, Section, Table, cell, frame_table, png
 from attnbench.report.table import hide_unsupported
 from attnbench.results.frame import task_column
@@ -166,6 +167,9 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
     sections: list[Section] = []
     if not benchmark.empty:
         sections.append(Section("Benchmark", benchmark_figures(benchmark), [cases_table(benchmark)]))
+        where = time_section(benchmark)
+        if where is not None:
+            sections.append(where)
     for name in sorted(task_names.dropna().unique()):
         sections.append(task_of_results(name).report_section(df[task_names == name]))
     frontier = frontier_table(df)

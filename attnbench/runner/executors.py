@@ -22,7 +22,7 @@ from attnbench.cases import Case
 from attnbench.discovery import Catalog
 from attnbench.env import case_env
 from attnbench.errors import UserError
-from attnbench.measure.allocator import steady_cpu_allocator
+from attnbench.measure.allocator import release_free_memory, steady_cpu_allocator
 from attnbench.measure.settings import MeasureSettings
 from attnbench.outcome import Outcome
 from attnbench.runner.execute import execute
@@ -57,7 +57,9 @@ class InlineExecutor:
         steady_cpu_allocator()
 
     def run(self, case: Case) -> Outcome:
-        return execute(case, self.settings)
+        outcome = execute(case, self.settings)
+        release_free_memory()  # as the worker does between cases
+        return outcome
 
     def close(self) -> None:
         pass

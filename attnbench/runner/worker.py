@@ -40,7 +40,7 @@ def worker_main(
     warnings.filterwarnings("ignore", module="torch._dynamo")
 
     from attnbench.cases import Case
-    from attnbench.measure.allocator import steady_cpu_allocator
+    from attnbench.measure.allocator import release_free_memory, steady_cpu_allocator
     from attnbench.measure.settings import MeasureSettings
     from attnbench.registry import REGISTRY
     from attnbench.runner.execute import execute
@@ -56,7 +56,9 @@ def worker_main(
             return
         if message is None:
             return
-        conn.send(execute(Case.from_dict(message), measure).to_dict())
+        outcome = execute(Case.from_dict(message), measure)
+        release_free_memory()  # before answering, so the parent sees the worker as it starts the next
+        conn.send(outcome.to_dict())
 
 
 def worker_from(source: str | None, *args: Any) -> None:

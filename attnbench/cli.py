@@ -10,8 +10,8 @@
     attnbench compare BASE.jsonl CURRENT.jsonl        the regression gate
     attnbench calibrate                               this machine's matmul and copy ceilings
 
-Errors a user can cause print one line and exit 2; a run interrupted by Ctrl-C keeps every
-finished case (exit 130).
+Errors a user can cause print one line and exit 2; a run stopped by Ctrl-C or SIGTERM keeps
+every finished case and says how to resume (exit 130 and 143).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sys
 
 from rich_argparse import RichHelpFormatter
 
+from attnbench import signals
 from attnbench.errors import UserError
 
 
@@ -50,14 +51,15 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
+        with signals.sigterm_as_interrupt():
+            args = build_parser().parse_args(argv)
+            return args.func(args)
     except UserError as e:
         print(f"attnbench: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("attnbench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        print(f"attnbench: {signals.describe(stop)}", file=sys.stderr)
+        return signals.exit_code(stop)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from attnbench import signals
 from attnbench.commands import command
 from attnbench.commands.common import (
     add_plugin_argument,
@@ -104,9 +105,13 @@ def run(args: argparse.Namespace) -> int:
             mem_limit=mem_limit,
             console=err,
         )
-    except KeyboardInterrupt:
-        err.print(f"interrupted: finished cases are in {out}; continue with --resume -o {out}")
-        return 130
+    except KeyboardInterrupt as stop:
+        err.print(
+            f"{signals.describe(stop)}: finished cases are in {out}; continue with --resume -o {out}",
+            soft_wrap=True,
+            markup=False,
+        )
+        return signals.exit_code(stop)
     df = load_results(out)
     df = df[df["case_id"].isin({c.id for c in cases})]
     if suite.task and not args.metric:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from attnbench import signals
 from attnbench.cases import Case
 from attnbench.errors import UserError
 from attnbench.outcome import Outcome
@@ -41,8 +42,10 @@ class ResultStore:
         self.path = Path(path)
 
     def append(self, record: dict[str, Any]) -> None:
+        """Write `record` as one line, whole: a Ctrl-C or SIGTERM arriving meanwhile acts
+        right after it (a record half written would be lost to the run and to --resume)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as f:
+        with signals.deferred(), open(self.path, "a+b") as f:
             f.seek(0, os.SEEK_END)
             if f.tell() > 0:
                 f.seek(-1, os.SEEK_END)

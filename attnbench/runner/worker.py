@@ -61,12 +61,21 @@ def worker_main(
         conn.send(outcome.to_dict())
 
 
-def worker_from(source: str | None, *args: Any) -> None:
-    """Start `worker_main` from another checkout of attnbench (`source`, a directory holding
-    its `attnbench` package), for same-job A/B runs: this process's attnbench modules are
-    dropped and that checkout's are imported in their place, nothing installed."""
+def worker_from(source: str | None, lifeline: tuple[int, bool], *args: Any) -> None:
+    """Start `worker_main`, tied to its parent (`lifeline`: the parent's pid and whether it
+    started us from its main thread; see `attnbench.runner.lifeline`), from this checkout or
+    from another (`source`, a directory holding its `attnbench` package), for same-job A/B
+    runs: this process's attnbench modules are dropped and that checkout's are imported in
+    their place, nothing installed."""
+    import signal
     import sys
 
+    from attnbench.runner.lifeline import die_with_parent
+
+    parent_pid, parent_main_thread = lifeline
+    die_with_parent(parent_pid, parent_main_thread=parent_main_thread)
+    # Ctrl-C reaches the whole process group: the parent handles it (and stops this worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if source:
         sys.path.insert(0, source)
         for name in [m for m in sys.modules if m == "attnbench" or m.startswith("attnbench.")]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from rich_argparse import RichHelpFormatter
 
@@ -51,7 +52,8 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        with signals.sigterm_as_interrupt():
+        with signals.sigterm_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = one_line_warning
             args = build_parser().parse_args(argv)
             return args.func(args)
     except UserError as e:
@@ -60,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as stop:
         print(f"attnbench: {signals.describe(stop)}", file=sys.stderr)
         return signals.exit_code(stop)
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning (from torch, pandas, …) as one `warning:` line, not a source excerpt."""
+    from attnbench.commands.common import warn
+
+    text = str(message).strip().splitlines()
+    warn(f"{text[0] if text else category.__name__} ({category.__name__})")
 
 
 if __name__ == "__main__":

@@ -158,6 +158,17 @@ def pyplot():
     return plt
 
 
+def check_figure_path(path: Path) -> None:
+    """Refuse a figure file whose suffix matplotlib cannot write, before anything is drawn."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        known = ", ".join(f".{f}" for f in sorted(formats))
+        suffix = path.suffix or "(no suffix)"
+        raise UserError(f"--plot {path}: no figure format {suffix!r}; end it in one of {known}")
+
+
 def save(fig, ax, path: str | Path, *, legend: bool = True) -> Path:
     """Grid and legend on `ax` (a figure of several panels sets its own: `legend=False`),
     tight layout; write PNG or SVG (by suffix) and close the figure."""
@@ -167,7 +178,11 @@ def save(fig, ax, path: str | Path, *, legend: bool = True) -> Path:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=130)
+    except OSError as e:
+        raise UserError(f"cannot write the figure {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
     return path

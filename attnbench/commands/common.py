@@ -22,7 +22,8 @@ err = Console(stderr=True)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}")
+    """One line, never wrapped: a file:line in it stays whole, for people and for grep."""
+    err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def positive_number(text: str) -> float:

@@ -44,6 +44,8 @@ CASE_FIELDS: dict[str, type | tuple[type, ...]] = {
     "threads": int,
     "task": dict,
 }
+# the environment a table or report shows (`env` may hold more, of any type)
+ENV_COLUMNS = ("device_name", "torch", "git_revision", "hostname")
 # the metrics `execute` records as numbers, and that tables, figures and the gate compute with
 NUMERIC_METRICS = (
     "latency_ms",
@@ -98,6 +100,8 @@ def record_problem(rec: Any) -> str | None:
             return f"{key} is {value!r:.40}, not {_name(expected)}"
         if value is None and key in REQUIRED:
             return f"{key} is null"
+    if not (rec.get("label") or rec["case"].get("variant")):
+        return "no label and no case.variant to name it by"
     if rec["status"] not in STATUSES:
         return f"status {rec['status']!r:.40} is none of {', '.join(STATUSES)}"
     for key, expected in CASE_FIELDS.items():
@@ -109,4 +113,8 @@ def record_problem(rec: Any) -> str | None:
             return f"metrics.{key} is {value!r:.40}, not a finite number"
     if not all(isinstance(f, str) for f in rec.get("flags") or ()):
         return "flags holds something other than strings"
+    for key in ENV_COLUMNS:
+        value = (rec.get("env") or {}).get(key)
+        if value is not None and not isinstance(value, str):
+            return f"env.{key} is {value!r:.40}, not a string"
     return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -215,7 +216,8 @@ def test_worker_that_cannot_start_says_how_it_ended(tmp_path):
         executor.run(case("softmax.naive"))
     executor.close()
     message = str(error.value)
-    assert "None" not in message and "while starting" in message and "exited with code" in message
+    assert re.match(r"the worker process exited with code \d+ while starting, twice; see .*w\.log$", message)
+    assert executor.starts == 2
 
 
 def test_inline_executor_stops_a_hung_case_at_its_timeout(faulty_variants):

@@ -107,6 +107,16 @@ class SubprocessExecutor:
         self.starts = 0
 
     def _start(self) -> None:
+        """A ready worker; one that dies while starting is started once more (it may have
+        been killed from outside), a second death is a UserError naming how it ended."""
+        how = self._try_start()
+        if how is not None:
+            how = self._try_start()
+        if how is not None:
+            raise UserError(f"the worker process {how} while starting, twice; see {self.log_path}")
+
+    def _try_start(self) -> str | None:
+        """Start a worker and wait for it to be ready: None, or how it ended meanwhile."""
         parent, child = self._ctx.Pipe()
         lifeline = (os.getpid(), threading.current_thread() is threading.main_thread())
         proc = self._ctx.Process(
@@ -128,7 +138,8 @@ class SubprocessExecutor:
             proc.join(timeout=10)
             how = describe_exit(proc.exitcode)
             self._kill()
-            raise UserError(f"the worker process {how} while starting; see {self.log_path}") from None
+            return how
+        return None
 
     def run(self, case: Case) -> Outcome:
         outcome = self._attempt(case)

@@ -100,3 +100,25 @@ def user_error(capsys):
         return lines[0][prefix.end() :]
 
     return run
+
+
+TINY_SUITE = """
+[suite]
+min_run_time_s = 0.01
+calibrate = false
+metrics = ["time"]
+[sweep]
+variants = ["softmax.naive"]
+seq_len = [32, 48, 64, 80]
+heads = [2]
+d_head = [16]
+threads = [1]
+"""
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path) -> Path:
+    """A suite file of four cases that take milliseconds each (tiny.toml in tmp_path)."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SUITE)
+    return path

@@ -122,26 +122,10 @@ def test_bad_metric_is_a_user_error_naming_the_metrics(tmp_path, capsys):
     assert err.startswith("attnbench: error: unknown metric 'speed'") and "latency_ms" in err
 
 
-TINY = """
-[suite]
-min_run_time_s = 0.01
-calibrate = false
-metrics = ["time"]
-[sweep]
-variants = ["softmax.naive"]
-seq_len = [32, 48, 64, 80]
-heads = [2]
-d_head = [16]
-threads = [1]
-"""
-
-
 @pytest.fixture
-def tiny_results(tmp_path) -> Path:
-    suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY)
+def tiny_results(tmp_path, tiny_suite) -> Path:
     out = tmp_path / "r.jsonl"
-    assert main(["run", "--suite", str(suite), "-o", str(out), "--executor", "inline"]) == 0
+    assert main(["run", "--suite", str(tiny_suite), "-o", str(out), "--executor", "inline"]) == 0
     return out
 
 
@@ -171,21 +155,17 @@ def test_show_plot_to_an_unknown_format_is_refused_before_drawing(tiny_results, 
     assert not (tmp_path / "x.xyz").exists()
 
 
-def test_an_empty_shard_is_blamed_on_the_shard_not_on_only(tmp_path, user_error):
-    suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY)
-    line = user_error("run", "--suite", suite, "--shard", "5/8", "-o", tmp_path / "r.jsonl")
+def test_an_empty_shard_is_blamed_on_the_shard_not_on_only(tmp_path, tiny_suite, user_error):
+    line = user_error("run", "--suite", tiny_suite, "--shard", "5/8", "-o", tmp_path / "r.jsonl")
     assert line == "--shard 5/8: shard 5 is empty, the sweep has only 4 cases"
 
 
-def test_a_large_sweep_says_how_many_cases_before_starting(tmp_path, capsys, monkeypatch):
+def test_a_large_sweep_says_how_many_cases_before_starting(tmp_path, tiny_suite, capsys, monkeypatch):
     from attnbench.runner import sweep
 
     monkeypatch.setattr(sweep, "LARGE_SWEEP", 3)  # a sweep of 320,000 cases, in miniature
-    suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY)
     out = tmp_path / "r.jsonl"
-    assert main(["run", "--suite", str(suite), "-o", str(out), "--executor", "inline"]) == 0
+    assert main(["run", "--suite", str(tiny_suite), "-o", str(out), "--executor", "inline"]) == 0
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"tiny: 4 cases → {out}  (executor inline)"
     assert err[1].startswith("warning: 4 cases to run is a long sweep (hours, at a second a case): narrow it")
@@ -219,10 +199,8 @@ def test_python_warnings_during_a_command_print_as_one_line(tiny_results, capsys
     ],
 )
 def test_timeout_and_mem_limit_out_of_range_are_refused_when_parsed(
-    tmp_path, user_error, flag, value, message
+    tmp_path, tiny_suite, user_error, flag, value, message
 ):
-    suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY)
-    line = user_error("run", "--suite", suite, "-o", tmp_path / "r.jsonl", flag, value)
+    line = user_error("run", "--suite", tiny_suite, "-o", tmp_path / "r.jsonl", flag, value)
     assert line == f"{message} (see attnbench run --help)"
     assert not (tmp_path / "r.jsonl").exists()

@@ -27,6 +27,8 @@ from attnbench.cases import Case
 from attnbench.cli import main
 from attnbench.errors import UserError
 from attnbench.outcome import Outcome
+from attnbench.results.schema import CASE_FIELDS as SCHEMA_CASE_FIELDS
+from attnbench.results.schema import TOP_FIELDS
 from attnbench.results.store import make_record
 from attnbench.suites import load_suite
 
@@ -246,19 +248,8 @@ JSON = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(STRINGS, inner, max_size=3)),
     max_leaves=6,
 )
-FIELDS = ["case_id", "status", "case", "label", "suite", "error", "metrics", "flags", "env", "wall_s"]
-CASE_FIELDS = [
-    "variant",
-    "params",
-    "batch",
-    "heads",
-    "seq_len",
-    "d_head",
-    "dtype",
-    "device",
-    "causal",
-    "mode",
-]
+FIELDS = list(TOP_FIELDS)
+CASE_FIELDS = [k for k in SCHEMA_CASE_FIELDS if k != "task"]
 METRIC_NAMES = [
     "latency_ms",
     "latency_iqr_ms",

@@ -11,7 +11,6 @@ deterministically, in the default run: `test_stops.py`'s worker tests.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import alive, children, is_worker, wait_for
 
 from attnbench.results.schema import record_problem
 from attnbench.suites import load_suite
@@ -40,39 +40,6 @@ heads = [2]
 d_head = [16]
 threads = [1]
 """
-
-
-def children(pid: int) -> list[int]:
-    kids = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            kids += [int(p) for p in task.read_text().split()]
-    return kids
-
-
-def is_worker(pid: int) -> bool:
-    """A case worker, not multiprocessing's resource tracker (also a child of the run)."""
-    try:
-        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
-def wait_for(predicate, limit_s: float) -> bool:
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def count(out: Path) -> int:

@@ -15,26 +15,6 @@ import pytest
 from attnbench.cli import main
 from attnbench.runner import sweep
 
-TINY = """
-[suite]
-min_run_time_s = 0.01
-calibrate = false
-metrics = ["time"]
-[sweep]
-variants = ["softmax.naive"]
-seq_len = [32, 48, 64]
-heads = [2]
-d_head = [16]
-threads = [1]
-"""
-
-
-@pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    return path
-
 
 def run_args(suite: Path, out: Path | str, *extra: str) -> list[str]:
     return ["run", "--suite", str(suite), "-o", str(out), "--executor", "inline", *extra]
@@ -57,30 +37,35 @@ def lines(path: Path) -> list[dict]:
     ],
     ids=["device", "under-a-file", "a-folder", "read-only-fs"],
 )
-def test_unwritable_output_is_one_line_and_exit_2_before_any_case(tmp_path, tiny, user_error, out, message):
+def test_unwritable_output_is_one_line_and_exit_2_before_any_case(
+    tmp_path, tiny_suite, user_error, out, message
+):
     (tmp_path / "afile").write_text("")
     out = out.format(tmp=tmp_path)
-    assert user_error(*run_args(tiny, out)).startswith(message.format(tmp=tmp_path))
+    assert user_error(*run_args(tiny_suite, out)).startswith(message.format(tmp=tmp_path))
     assert not (tmp_path / "tiny.log").exists() and not Path(out).with_suffix(".log").is_file()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_output_in_a_read_only_folder_is_refused_before_any_case(tmp_path, tiny, user_error):
+def test_output_in_a_read_only_folder_is_refused_before_any_case(tmp_path, tiny_suite, user_error):
     folder = tmp_path / "ro"
     folder.mkdir(mode=0o555)
-    line = user_error(*run_args(tiny, folder / "r.jsonl"))
+    line = user_error(*run_args(tiny_suite, folder / "r.jsonl"))
     assert line == f"cannot write the results file {folder}/r.jsonl: Permission denied"
 
 
-def test_worker_log_that_cannot_be_written_is_refused_before_any_case(tmp_path, tiny, user_error):
+def test_worker_log_that_cannot_be_written_is_refused_before_any_case(tmp_path, tiny_suite, user_error):
     out = tmp_path / "r.jsonl"
     (tmp_path / "r.log").mkdir()  # where the workers' log would go
-    assert user_error(*run_args(tiny, out)) == f"cannot write the worker log {tmp_path}/r.log: Is a directory"
+    assert (
+        user_error(*run_args(tiny_suite, out))
+        == f"cannot write the worker log {tmp_path}/r.log: Is a directory"
+    )
     assert out.read_text() == ""
 
 
 def test_a_write_that_fails_mid_run_is_one_line_and_keeps_what_was_written(
-    tmp_path, tiny, capsys, monkeypatch
+    tmp_path, tiny_suite, capsys, monkeypatch
 ):
     from attnbench.results import store
 
@@ -93,7 +78,7 @@ def test_a_write_that_fails_mid_run_is_one_line_and_keeps_what_was_written(
 
     monkeypatch.setattr(store.os, "fsync", fsync)
     out = tmp_path / "r.jsonl"
-    assert main(run_args(tiny, out)) == 2
+    assert main(run_args(tiny_suite, out)) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert (
@@ -103,7 +88,7 @@ def test_a_write_that_fails_mid_run_is_one_line_and_keeps_what_was_written(
     assert len(lines(out)) >= 1  # the first record stays (the second may be on disk unsynced)
 
 
-def test_a_second_run_on_a_held_results_file_is_refused_naming_the_holder(tmp_path, tiny, user_error):
+def test_a_second_run_on_a_held_results_file_is_refused_naming_the_holder(tmp_path, tiny_suite, user_error):
     out = tmp_path / "r.jsonl"
     holder = subprocess.Popen(
         [
@@ -118,7 +103,7 @@ def test_a_second_run_on_a_held_results_file_is_refused_naming_the_holder(tmp_pa
     )
     try:
         assert holder.stdout.readline() == "held\n"
-        line = user_error(*run_args(tiny, out, "--resume"))
+        line = user_error(*run_args(tiny_suite, out, "--resume"))
     finally:
         holder.kill()
         holder.wait()
@@ -128,16 +113,16 @@ def test_a_second_run_on_a_held_results_file_is_refused_naming_the_holder(tmp_pa
     assert line.endswith(": wait for it, or -o another file")
     assert out.read_text() == ""  # nothing ran, nothing written
     # the kernel dropped the lock with its holder: the run goes ahead, every case once
-    assert main(run_args(tiny, out, "--resume")) == 0
+    assert main(run_args(tiny_suite, out, "--resume")) == 0
     ids = [r["case_id"] for r in lines(out)]
-    assert len(ids) == 3 == len(set(ids))
+    assert len(ids) == 4 == len(set(ids))
 
 
-def test_resume_into_another_suites_file_is_refused_naming_both(tmp_path, tiny, user_error):
+def test_resume_into_another_suites_file_is_refused_naming_both(tmp_path, tiny_suite, user_error):
     out = tmp_path / "r.jsonl"
-    assert main(run_args(tiny, out)) == 0
+    assert main(run_args(tiny_suite, out)) == 0
     other = tmp_path / "other.toml"
-    other.write_text(TINY)
+    other.write_text(tiny_suite.read_text())
     before = out.read_text()
     line = user_error(*run_args(other, out, "--resume"))
     assert line == (
@@ -147,12 +132,12 @@ def test_resume_into_another_suites_file_is_refused_naming_both(tmp_path, tiny, 
     assert out.read_text() == before
 
 
-def test_resumed_run_says_how_many_cases_were_already_done(tmp_path, tiny, capsys):
+def test_resumed_run_says_how_many_cases_were_already_done(tmp_path, tiny_suite, capsys):
     out = tmp_path / "r.jsonl"
-    assert main(run_args(tiny, out, "--only", "softmax.naive", "--shard", "0/2")) == 0
+    assert main(run_args(tiny_suite, out, "--only", "softmax.naive", "--shard", "0/2")) == 0
     capsys.readouterr()
-    assert main(run_args(tiny, out, "--resume")) == 0
-    assert f"tiny: 3 cases (2 already done, 1 to run) → {out}" in capsys.readouterr().err
+    assert main(run_args(tiny_suite, out, "--resume")) == 0
+    assert f"tiny: 4 cases (2 already done, 2 to run) → {out}" in capsys.readouterr().err
 
 
 def test_resume_without_a_path_continues_this_suites_newest_file_only(tmp_path, monkeypatch):
@@ -165,14 +150,14 @@ def test_resume_without_a_path_continues_this_suites_newest_file_only(tmp_path, 
 
 
 def test_a_results_line_from_a_corrupt_resume_is_a_one_line_warning_not_a_python_warning(
-    tmp_path, tiny, capsys
+    tmp_path, tiny_suite, capsys
 ):
     out = tmp_path / "r.jsonl"
-    assert main(run_args(tiny, out, "--shard", "0/2")) == 0
+    assert main(run_args(tiny_suite, out, "--shard", "0/2")) == 0
     with open(out, "a") as f:
         f.write("{cut short\n")
     capsys.readouterr()
-    assert main(run_args(tiny, out, "--resume")) == 0
+    assert main(run_args(tiny_suite, out, "--resume")) == 0
     err = capsys.readouterr().err
     assert f"warning: {out}:3: skipped a line that is not JSON" in err
     assert "UserWarning" not in err and "warnings.warn" not in err

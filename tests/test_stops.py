@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import alive, children, wait_for
 
 from attnbench.cases import Case
 from attnbench.errors import UserError
@@ -45,31 +46,6 @@ def case(name: str, n: int = 32) -> Case:
     return Case(name, (), 1, 2, n, 16, threads=1)
 
 
-def children(pid: int) -> list[int]:
-    kids = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        kids += [int(p) for p in task.read_text().split()]
-    return kids
-
-
-def gone(pid: int) -> bool:
-    """The process has exited (a zombie nobody reaped counts as exited)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return True
-    return fields[0] in ("Z", "X")
-
-
-def wait_until(predicate, limit_s: float = 60.0) -> bool:
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 PLUGIN = ("--plugin", "attnbench_testing_variants")
 
 
@@ -98,7 +74,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 def test_sigterm_mid_case_keeps_finished_results_stops_the_worker_and_exits_143(tmp_path, faulty_variants):
     proc, out = start_run(tmp_path)
     # the 4th case is testing.slow (cases run variant by variant): stop it mid-case
-    assert wait_until(lambda: (out.exists() and len(records(out)) >= 3) or proc.poll() is not None)
+    assert wait_for(lambda: (out.exists() and len(records(out)) >= 3) or proc.poll() is not None)
     workers = children(proc.pid)
     assert workers, proc.communicate()[1] if proc.poll() is not None else "no worker"
     proc.send_signal(signal.SIGTERM)
@@ -106,7 +82,7 @@ def test_sigterm_mid_case_keeps_finished_results_stops_the_worker_and_exits_143(
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr
     assert f"terminated (SIGTERM): finished cases are in {out}; continue with --resume -o {out}" in stderr
-    assert all(wait_until(lambda w=w: gone(w), 10) for w in workers)
+    assert all(wait_for(lambda w=w: not alive(w), 10) for w in workers)
     kept = records(out)
     assert len(kept) >= 3 and len({r["case_id"] for r in kept}) == len(kept)
 
@@ -114,12 +90,12 @@ def test_sigterm_mid_case_keeps_finished_results_stops_the_worker_and_exits_143(
 @linux_only
 def test_worker_exits_when_its_parent_is_killed_with_sigkill(tmp_path, faulty_variants):
     proc, _ = start_run(tmp_path, "--only", "testing.slow")
-    assert wait_until(lambda: bool(children(proc.pid)) or proc.poll() is not None)
+    assert wait_for(lambda: bool(children(proc.pid)) or proc.poll() is not None)
     workers = children(proc.pid)
     assert workers
     proc.kill()  # the parent alone, and with no chance to clean up
     proc.communicate(timeout=60)
-    assert all(wait_until(lambda w=w: gone(w), 15) for w in workers), "the worker outlived its parent"
+    assert all(wait_for(lambda w=w: not alive(w), 15) for w in workers), "the worker outlived its parent"
 
 
 @linux_only
@@ -129,9 +105,10 @@ def test_watchdog_ends_a_worker_whose_parent_died_without_pdeathsig(tmp_path):
     script = (
         "import os, sys, time\n"
         "from attnbench.runner.lifeline import die_with_parent\n"
+        "parent = os.getpid()\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        "    die_with_parent(os.getppid(), parent_main_thread=False)\n"
+        "    die_with_parent(parent, parent_main_thread=False)\n"
         "    time.sleep(120)\n"
         "    os._exit(0)\n"
         "print(pid, flush=True)\n"
@@ -139,10 +116,10 @@ def test_watchdog_ends_a_worker_whose_parent_died_without_pdeathsig(tmp_path):
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
-    assert not gone(child)
+    assert alive(child)
     parent.kill()
     parent.wait()
-    assert wait_until(lambda: gone(child), 15), "the watchdog did not end the orphaned worker"
+    assert wait_for(lambda: not alive(child), 15), "the watchdog did not end the orphaned worker"
 
 
 def kill_workers(executor: SubprocessExecutor, times: int) -> threading.Thread:

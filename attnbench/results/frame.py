@@ -10,23 +10,11 @@ from typing import Any
 import pandas as pd
 
 from attnbench.errors import UserError
-from attnbench.results.schema import ENV_COLUMNS
+from attnbench.results.schema import CASE_FIELDS, ENV_COLUMNS
 from attnbench.results.store import read_records
 
-CASE_COLUMNS = [
-    "variant",
-    "params",
-    "batch",
-    "heads",
-    "seq_len",
-    "d_head",
-    "dtype",
-    "device",
-    "causal",
-    "mode",
-    "threads",
-]
-# every column that is not a metric (task parameters are `task.<name>` columns besides these)
+CASE_COLUMNS = [k for k in CASE_FIELDS if k != "task"]  # task parameters are `task.<name>` columns
+# every column that is not a metric
 RECORD_COLUMNS = [
     "case_id",
     "label",

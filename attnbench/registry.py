@@ -193,7 +193,7 @@ def param_problem(
             return f"must be a finite number, not {value}"
     if choices is not None and value not in choices:
         return f"must be one of {', '.join(map(str, choices))}, not {value!r:.60}"
-    if minimum is not None and value < minimum:
+    if minimum is not None and isinstance(value, (int, float)) and value < minimum:
         return f"must be at least {minimum}, not {value!r}"
     return None
 

@@ -29,7 +29,7 @@ from attnbench.errors import UserError
 from attnbench.outcome import Outcome
 from attnbench.results.schema import CASE_FIELDS as SCHEMA_CASE_FIELDS
 from attnbench.results.schema import TOP_FIELDS
-from attnbench.results.store import make_record
+from attnbench.results.store import make_record, read_records
 from attnbench.suites import load_suite
 
 ERROR_LINE = re.compile(r"attnbench( \w+)?: error: ")
@@ -325,6 +325,9 @@ def check_results(files: tuple[str, str], command: str, metric: str) -> None:
         a, b = Path(tmp) / "a.jsonl", Path(tmp) / "b.jsonl"
         a.write_text(base)
         b.write_text(current)
+        skipped: list[str] = []
+        records = read_records(a, warn=skipped.append)  # the parser itself: never raises
+        assert len(records) + len(skipped) == sum(1 for line in base.encode().splitlines() if line.strip())
         args = {
             "show": ["show", a],
             "show-metric": ["show", a, b, "--metric", metric, "--format", "csv"],

@@ -4,6 +4,7 @@ outlives its parent, a worker killed from outside is rerun and then recorded `cr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from attnbench.cases import Case
 from attnbench.errors import UserError
 from attnbench.measure.settings import MeasureSettings
 from attnbench.runner import deaths
+from attnbench.runner.deadline import CaseTimeout, Deadline
 from attnbench.runner.deaths import OomCounters, classify_death, describe_exit
 from attnbench.runner.executors import InlineExecutor, SubprocessExecutor
 
@@ -203,3 +205,26 @@ def test_inline_executor_stops_a_hung_case_at_its_timeout(faulty_variants):
     assert outcome.status == "timeout" and outcome.error == "no result within 1 s; stopped"
     assert executor.run(case("testing.ok")).status == "ok"  # the timer is gone with the case
     assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+
+
+def test_a_timeout_the_case_swallows_is_raised_again_until_it_stops(capfd):
+    import weakref
+
+    class Finalised:
+        pass
+
+    def finaliser(_):  # where Python drops an exception, printing "Exception ignored"
+        time.sleep(30)
+
+    hook = sys.unraisablehook
+    with pytest.raises(CaseTimeout), Deadline(0.2):
+        doomed = Finalised()
+        ref = weakref.ref(doomed, finaliser)
+        del doomed  # the first timeout lands in the finaliser and is dropped
+        with contextlib.suppress(CaseTimeout):  # as a case might swallow one itself
+            time.sleep(30)
+        time.sleep(30)
+    assert ref() is None
+    assert "Exception ignored" not in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL and sys.unraisablehook is hook
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

@@ -32,9 +32,12 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
 
     m = metric(name)
     ok = hide_unsupported(df)
-    ok = ok[(ok["status"] == "ok") & ok[m.column].notna()] if m.column in ok else ok.iloc[0:0]
+    if m.column in ok:  # log-log axes: a value of 0 (or a hand-edited negative) has no place
+        ok = ok[(ok["status"] == "ok") & (ok[m.column] > 0) & (ok["seq_len"] > 0)]
+    else:
+        ok = ok.iloc[0:0]
     if ok.empty:
-        raise UserError(f"no ok results hold {name!r} to plot")
+        raise UserError(f"no ok results hold a positive {name!r} to plot (the axes are logarithmic)")
     varying = [c for c in ROW_AXES[1:] if c in ok and ok[c].nunique(dropna=False) > 1]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     groups = list(ok.groupby(["label", *varying], dropna=False, sort=True))

@@ -108,6 +108,8 @@ def record_problem(rec: Any) -> str | None:
         value = rec["case"].get(key)
         if key in rec["case"] and not _is(value, expected):
             return f"case.{key} is {value!r:.40}, not {_name(expected)}"
+        if expected is int and key in rec["case"] and value < 1:  # a size or a count
+            return f"case.{key} is {value}, not a positive integer"
     for key, value in (rec.get("metrics") or {}).items():
         if key in NUMERIC_METRICS and value is not None and not _is(value, NUMBER):
             return f"metrics.{key} is {value!r:.40}, not a finite number"

@@ -27,7 +27,7 @@ from attnbench.errors import UserError
 from attnbench.measure.allocator import release_free_memory, steady_cpu_allocator
 from attnbench.measure.settings import MeasureSettings
 from attnbench.outcome import Outcome
-from attnbench.runner.deadline import CaseTimeout, deadline
+from attnbench.runner.deadline import CaseTimeout, Deadline
 from attnbench.runner.deaths import OomCounters, classify_death, describe_exit
 from attnbench.runner.execute import execute
 from attnbench.runner.worker import worker_from
@@ -55,7 +55,7 @@ def register_executor(name: str) -> Callable[[E], E]:
 @register_executor("inline")
 class InlineExecutor:
     """Each case in this process: no isolation from a crash, no start-up cost. A case past
-    `timeout_s` is stopped by a timer (see `deadline`) and recorded `timeout`."""
+    `timeout_s` is stopped by a timer (see `Deadline`) and recorded `timeout`."""
 
     def __init__(self, settings: MeasureSettings, *, timeout_s: float | None = None, **_: object) -> None:
         self.settings = settings
@@ -65,7 +65,7 @@ class InlineExecutor:
     def run(self, case: Case) -> Outcome:
         start = time.perf_counter()
         try:
-            with deadline(self.timeout_s) if self.timeout_s else contextlib.nullcontext():
+            with Deadline(self.timeout_s) if self.timeout_s else contextlib.nullcontext():
                 outcome = execute(case, self.settings)
         except CaseTimeout:
             outcome = failed(

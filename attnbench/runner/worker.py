@@ -11,13 +11,15 @@ import warnings
 from multiprocessing.connection import Connection
 from typing import Any
 
+NO_LIMIT = 1 << 62  # bytes; a cap this large (`--mem-limit 1e30`) is no cap, and setrlimit refuses it
+
 
 def limit_memory(max_bytes: int | None) -> None:
     """Cap the process's data segment (heap and anonymous mappings), so an allocation beyond
     it fails with torch's "can't allocate memory" and is recorded `oom`, instead of the
     kernel's OOM killer taking the machine's other processes with it. CPU only: CUDA
     reserves vast address ranges."""
-    if max_bytes:
+    if max_bytes and max_bytes < NO_LIMIT:
         resource.setrlimit(resource.RLIMIT_DATA, (max_bytes, max_bytes))
 
 
@@ -57,7 +59,7 @@ def worker_main(
         if message is None:
             return
         outcome = execute(Case.from_dict(message), measure)
-        release_free_memory()  # before answering, so the parent sees the worker as it starts the next
+        release_free_memory()  # before answering: the parent sees the worker as the next case will
         conn.send(outcome.to_dict())
 
 

@@ -149,6 +149,15 @@ def test_resume_without_a_path_continues_this_suites_newest_file_only(tmp_path, 
     assert sweep.default_results_path("speed", resume=True) == mine
 
 
+def test_shards_started_together_get_their_own_default_results_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "RESULTS_DIR", tmp_path)
+    paths = [sweep.default_results_path("speed", resume=False, shard=f"{i}/3") for i in range(3)]
+    assert [p.name[-16:] for p in paths] == ["-shard0of3.jsonl", "-shard1of3.jsonl", "-shard2of3.jsonl"]
+    done = sweep.default_results_path("speed", resume=False, shard="1/3")
+    done.write_text("")
+    assert sweep.default_results_path("speed", resume=True, shard="1/3") == done
+
+
 def test_a_results_line_from_a_corrupt_resume_is_a_one_line_warning_not_a_python_warning(
     tmp_path, tiny_suite, capsys
 ):

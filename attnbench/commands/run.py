@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
     if args.shard:
         cases = shard(cases, args.shard)
-    out = args.output or default_results_path(suite.name, resume=args.resume)
+    out = args.output or default_results_path(suite.name, resume=args.resume, shard=args.shard)
     if args.mem_limit is None:
         mem_limit = default_mem_limit(cases)
     else:

@@ -50,14 +50,18 @@ class SweepOutcome:
     wall_s: float = 0.0
 
 
-def default_results_path(suite: str, *, resume: bool) -> Path:
-    """results/<suite>-<time>.jsonl; with --resume, the newest such file if there is one (of
-    this suite only: `speed-*` would also match suite `speed-gpu`'s files)."""
+def default_results_path(suite: str, *, resume: bool, shard: str | None = None) -> Path:
+    """results/<suite>-<time>.jsonl, or <suite>-<time>-shard<I>of<N>.jsonl for `--shard I/N`
+    (shards started together must not share a file: each run holds its own); with --resume,
+    the newest such file if there is one (of this suite only: `speed-*` would also match suite
+    `speed-gpu`'s files)."""
+    part = "-shard{}of{}".format(*shard.split("/")) if shard else ""
     if resume:
-        existing = sorted(RESULTS_DIR.glob(f"{suite}-{TIME_GLOB}.jsonl"), key=lambda p: p.stat().st_mtime)
-        if existing:
-            return existing[-1]
-    return RESULTS_DIR / f"{suite}-{time.strftime(TIME_FORMAT)}.jsonl"
+        existing = RESULTS_DIR.glob(f"{suite}-{TIME_GLOB}{part}.jsonl")
+        newest = sorted(existing, key=lambda p: p.stat().st_mtime)
+        if newest:
+            return newest[-1]
+    return RESULTS_DIR / f"{suite}-{time.strftime(TIME_FORMAT)}{part}.jsonl"
 
 
 def default_mem_limit(cases: list[Case]) -> int | None:

@@ -7,14 +7,15 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from rich.markup import escape
-
+from attnbench import signals
 from attnbench.commands import command
 from attnbench.commands.common import (
     add_plugin_argument,
     console,
     err,
     load_plugins,
+    non_negative_number,
+    positive_number,
     print_task_table,
     unsupported_note,
     warn,
@@ -47,10 +48,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
         help="run every N-th case starting at the I-th (0-based), e.g. 0/4 … 3/4 in four processes",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], help="run every case on this device")
-    p.add_argument("--timeout", type=float, help="seconds per case (default: the suite's timeout_s)")
+    p.add_argument(
+        "--timeout", type=positive_number, help="seconds per case (default: the suite's timeout_s)"
+    )
     p.add_argument(
         "--mem-limit",
-        type=float,
+        type=non_negative_number,
         metavar="GIB",
         help="cap the worker's memory (CPU; default 80%% of RAM; 0 for none)",
     )
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from attnbench.report.table import LEGEND, metric, pivot, status_counts
     from attnbench.report.terminal import print_frame
     from attnbench.results import load_results
-    from attnbench.runner.sweep import check_output, default_mem_limit, default_results_path, run_sweep
+    from attnbench.runner.sweep import default_mem_limit, default_results_path, run_sweep
     from attnbench.suites import load_suite
 
     load_plugins(args.plugin)
@@ -91,24 +94,19 @@ def run(args: argparse.Namespace) -> int:
         suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, profile=args.profile))
     show = metric(args.metric or suite.show).column
     cases = suite.cases(only=args.only, device=args.device)
-    if args.shard:
-        cases = shard(cases, args.shard)
     if not cases:
         raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
+    if args.shard:
+        cases = shard(cases, args.shard)
     if suite.settings.profile and suite.task is not None:
         raise UserError(f"profile: suite {suite.name!r} trains models on a task; profiles are of benchmarks")
     if suite.settings.profile and not any(suite.settings.profiles(c.variant, c.label) for c in cases):
         raise UserError(f"profile {suite.settings.profile!r} selects none of suite {suite.name!r}'s cases")
-    out = args.output or default_results_path(suite.name, resume=args.resume)
-    check_output(out, resume=args.resume)
+    out = args.output or default_results_path(suite.name, resume=args.resume, shard=args.shard)
     if args.mem_limit is None:
         mem_limit = default_mem_limit(cases)
     else:
         mem_limit = int(args.mem_limit * 2**30) or None
-    err.print(
-        f"[bold]{escape(suite.name)}[/]: {len(cases)} cases → {escape(str(out))}  (executor {args.executor})",
-        soft_wrap=True,
-    )
     try:
         outcome = run_sweep(
             suite,
@@ -119,10 +117,14 @@ def run(args: argparse.Namespace) -> int:
             mem_limit=mem_limit,
             console=err,
         )
-    except KeyboardInterrupt:
-        err.print(f"interrupted: finished cases are in {out}; continue with --resume -o {out}")
-        return 130
-    df = load_results(out)
+    except KeyboardInterrupt as stop:
+        err.print(
+            f"{signals.describe(stop)}: finished cases are in {out}; continue with --resume -o {out}",
+            soft_wrap=True,
+            markup=False,
+        )
+        return signals.exit_code(stop)
+    df = load_results(out, on_warning=warn)  # a skipped line is a warning, not a Python warning
     df = df[df["case_id"].isin({c.id for c in cases})]
     if suite.task and not args.metric:
         print_task_table(df, suite.task.name, "table", {}, title=suite.name)
@@ -177,4 +179,6 @@ def shard(cases: list, spec: str) -> list:
     index, sep, count = spec.partition("/")
     if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
         raise UserError(f"--shard {spec!r}: expected I/N with 0 ≤ I < N, e.g. 0/4")
+    if int(index) >= len(cases):
+        raise UserError(f"--shard {spec}: shard {index} is empty, the sweep has only {len(cases)} cases")
     return cases[int(index) :: int(count)]

@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     from attnbench.tasks import task_of_results
 
     load_plugins(args.plugin)
+    if args.plot:
+        from attnbench.report.figures import check_figure_path
+
+        check_figure_path(args.plot)
     df = filter_rows(load(args.results), args.where)
     if args.roofline:
         return show_roofline(df, args)

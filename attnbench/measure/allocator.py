@@ -8,6 +8,13 @@ tensors) at 100 ms with 40,000 page faults per call against 61 ms with none, and
 slowing from 28 to 44 ms after it. Serving every block from the heap (no mmap) and keeping
 freed memory (trim only above 4 GiB) gives every case the allocator a long-running process
 settles into, whatever ran before it: no page faults once warm.
+
+The price of keeping freed memory is a worker that grows over a sweep: each case of a slightly
+larger size than the last left its blocks free but resident, fragmented around long-lived small
+allocations (issue 16: 0.58 MiB per case over 500 small ascending cases with memory measured,
+`benchmarks/worker_soak.py`). So between cases, never inside one, `release_free_memory` hands
+the free pages back (`malloc_trim(0)`, which also returns whole free pages inside the heap); the
+next case's first call and warm-up fault them in again before anything is timed.
 """
 
 from __future__ import annotations
@@ -22,13 +29,32 @@ TRIM_THRESHOLD = 4 << 30
 
 
 @functools.cache
-def steady_cpu_allocator() -> str:
-    """Pin glibc's malloc behaviour for this process; returns what was done, for the record."""
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, or None where malloc is another libc's (musl, macOS)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (both are glibc's own)
     except (OSError, AttributeError):
-        ok = False
+        return None
+    return libc
+
+
+@functools.cache
+def steady_cpu_allocator() -> str:
+    """Pin glibc's malloc behaviour for this process; returns what was done, for the record."""
+    libc = _glibc()
+    ok = (
+        libc is not None
+        and libc.mallopt(M_MMAP_MAX, 0) == 1
+        and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    )
     if not ok:
         return "default (not glibc)"
     return f"glibc mmap off, trim_threshold={TRIM_THRESHOLD >> 30}GiB"
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the kernel; call between cases, not while timing."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)

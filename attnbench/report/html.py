@@ -200,6 +200,10 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
 
 def write_report(df: pd.DataFrame, path: str | Path, *, title: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(build_report(df, title=title), encoding="utf-8")
+    page = build_report(df, title=title)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write the report {path}: {e.strerror or e}") from None
     return path

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["REGISTRY", "Variant", "bench", "load_results", "plot", "register", "report", "sweep"]
-API = ("bench", "plot", "report", "sweep")
+API = ("bench", "plot", "sweep")  # and `report`: the attnbench.report package is callable
 
 if TYPE_CHECKING:
     from attnbench.api import bench, plot, report, sweep
@@ -29,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from attnbench import registry
 
         return getattr(registry, name)
+    if name == "report":
+        import attnbench.report
+
+        return attnbench.report
     if name in API:
         from attnbench import api
 

@@ -14,13 +14,16 @@ import importlib
 import inspect
 import json
 import os
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from attnbench.errors import UserError
+from attnbench.errors import Unsupported, UserError
 from attnbench.registry import REGISTRY, Variant
+
+if TYPE_CHECKING:
+    from attnbench.cases import Case
 
 TARGETS_ENV = "ATTNBENCH_TARGETS"  # JSON: name -> {"path": "module:qualname", "reference": key}
 PLUGIN = "attnbench.wrap_plugin"
@@ -43,6 +46,11 @@ class Wrapped(Variant):
             self.inner = copy.deepcopy(target)
         else:
             self.fn = target
+
+    def check(self, case: Case) -> None:
+        if case.causal and not self.takes_causal:
+            raise Unsupported(f"{self.name} takes no `causal` keyword: it runs the non-causal cases only")
+        super().check(case)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
         call = self.inner if hasattr(self, "inner") else self.fn

@@ -5,6 +5,7 @@ writes that file."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ SETTING_FLAGS = ("metrics", "min_run_time", "param", "save_suite")
 
 def add_adhoc_arguments(p: argparse.ArgumentParser) -> None:
     from attnbench.adhoc import CAUSAL
+    from attnbench.cases import DTYPES, MODES, Case
+    from attnbench.measure.settings import METRIC_GROUPS, MeasureSettings
 
     p.add_argument(
         "variants",
@@ -28,12 +31,21 @@ def add_adhoc_arguments(p: argparse.ArgumentParser) -> None:
         metavar="VARIANT",
         help="run these variants (names, globs such as 'linear.*', or families) without a suite file",
     )
-    group = p.add_argument_group("ad-hoc sweep (with VARIANT…; defaults: a case's, B1-H8-N1024-D64)")
-    for name in ("batch", "heads", "seq_len", "d_head", "threads"):
-        group.add_argument(f"--{name.replace('_', '-')}", type=int, nargs="+", metavar="N")
-    group.add_argument("--dtype", nargs="+", metavar="DTYPE", help="float32 (default), float64, …")
+    defaults = {f.name: f.default for f in fields(Case)}
+    group = p.add_argument_group(
+        "ad-hoc sweep", "with VARIANT…, instead of --suite; an axis not given takes a case's default"
+    )
+    for name in ("batch", "heads", "seq_len", "d_head"):
+        flag = f"--{name.replace('_', '-')}"
+        group.add_argument(flag, type=int, nargs="+", metavar="N", help=f"(default {defaults[name]})")
+    group.add_argument("--threads", type=int, nargs="+", metavar="N", help="(default: torch's thread count)")
+    group.add_argument(
+        "--dtype", nargs="+", metavar="DTYPE", help=f"{', '.join(DTYPES)} (default {defaults['dtype']})"
+    )
     group.add_argument("--causal", choices=CAUSAL, help="causal mask: no (default), yes or both")
-    group.add_argument("--mode", nargs="+", metavar="MODE", help="fwd (default) and/or fwd+bwd")
+    group.add_argument(
+        "--mode", nargs="+", metavar="MODE", help=f"{', '.join(MODES)} (default {defaults['mode']})"
+    )
     group.add_argument(
         "--param",
         action="append",
@@ -41,8 +53,15 @@ def add_adhoc_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME:KEY=V1,V2",
         help="sweep a variant's parameter, e.g. linear.dpfp:nu=1,2,3 (repeatable)",
     )
-    group.add_argument("--metrics", metavar="A,B", help="metric groups: time, memory, error (default all)")
-    group.add_argument("--min-run-time", type=float, metavar="S", help="timed seconds per case (default 0.5)")
+    group.add_argument(
+        "--metrics", metavar="A,B", help=f"metric groups among {', '.join(METRIC_GROUPS)} (default all)"
+    )
+    group.add_argument(
+        "--min-run-time",
+        type=float,
+        metavar="S",
+        help=f"timed seconds per case (default {MeasureSettings.min_run_time})",
+    )
     group.add_argument(
         "--save-suite", type=Path, metavar="FILE", help="also write the equivalent suite file (for --suite)"
     )

@@ -1,0 +1,80 @@
+"""Every `attnbench …` command in a code block of the README or a docs page still parses (the
+`--help` level: the command, its flags and their values exist), and `.ci/run` runs the README's
+test command."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from attnbench.cli import build_parser
+
+REPO = Path(__file__).resolve().parent.parent
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+BLOCK = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
+SHELL = {"", "bash", "sh", "shell", "console"}
+OPTIONAL = re.compile(r"(?<=\s)\[[^\]]*\]")
+PREFIX = re.compile(r"^(\$\s+)?((\w+=\S*\s+)|(nice -n \d+\s+)|(timeout \S+\s+))*")
+
+
+def commands(text: str) -> list[str]:
+    """The `attnbench` command lines in the shell code blocks of a page (continuations joined,
+    comments, pipes, redirections and `&&` chains cut)."""
+    found = []
+    for lang, body in BLOCK.findall(text):
+        if lang not in SHELL:
+            continue
+        for line in body.replace("\\\n", " ").splitlines():
+            line = OPTIONAL.sub("", line)  # a synopsis: `list [PATTERN] [--json]`
+            lexer = shlex.shlex(line, posix=True, punctuation_chars="|&;")
+            lexer.whitespace_split, lexer.commenters = True, "#"
+            try:
+                tokens = list(lexer)
+            except ValueError:  # not shell (a table, a traceback in a console block)
+                continue
+            segment: list[str] = []
+            for token in [*tokens, ";"]:
+                if token in ("|", "||", "&&", ";", "&") or token.startswith((">", "2>")):
+                    found += _attnbench(segment)
+                    segment = [] if not token.startswith((">", "2>")) else ["<redirected>"]
+                elif segment[:1] != ["<redirected>"]:
+                    segment.append(token)
+    return found
+
+
+def _attnbench(tokens: list[str]) -> list[str]:
+    words = shlex.split(PREFIX.sub("", shlex.join(tokens)))
+    if words[:1] == ["attnbench"]:
+        return [shlex.join(words[1:])]
+    if words[:3] in (["python", "-m", "attnbench"], ["python3", "-m", "attnbench"]):
+        return [shlex.join(words[3:])]
+    return []
+
+
+DOCUMENTED = [
+    (page.relative_to(REPO).as_posix(), cmd) for page in PAGES for cmd in commands(page.read_text())
+]
+
+
+def test_the_pages_show_commands():
+    assert len(DOCUMENTED) > 20 and any(p.startswith("docs/") for p, _ in DOCUMENTED)
+
+
+@pytest.mark.parametrize("page, command", DOCUMENTED, ids=[f"{p}: {c[:60]}" for p, c in DOCUMENTED])
+def test_every_documented_command_parses(page, command, capsys):
+    try:
+        build_parser().parse_args(shlex.split(command))
+    except SystemExit as e:  # `--help` exits 0; a bad command or flag exits 2
+        assert e.code == 0, f"{page}: `attnbench {command}`: {capsys.readouterr().err.strip()}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    test_command = re.search(r"^python3 -m venv .*pytest$", readme, re.M)
+    assert test_command, "the README's test command (set-up line ending in pytest)"
+    ci = (REPO / ".ci" / "run").read_text()
+    setup, pytest_call = test_command[0].split("&& pip install ", 1)[1].rsplit(" && ", 1)
+    assert f"pip install {setup}\n{pytest_call}\n" in ci

@@ -83,8 +83,10 @@ def test_bench_of_a_plain_function_agrees_with_softmax_naive_and_its_peak_is_the
 def test_bench_measures_a_module_class_an_instance_and_a_function_without_causal():
     df = attnbench.bench(ScaledAttention, seq_len=32, causal=[False, True], mode=["fwd", "fwd+bwd"], **SMALL)
     assert (df["status"] == "ok").all() and set(df["label"]) == {"ScaledAttention"}
-    instance = attnbench.bench(ScaledAttention(2, 16), name="mine", seq_len=32, metrics="memory", **SMALL)
+    module = ScaledAttention(2, 16)
+    instance = attnbench.bench(module, name="mine", seq_len=32, dtype="float64", metrics="memory", **SMALL)
     assert list(instance["label"]) == ["mine"] and instance["peak_mem_bytes"].gt(0).all()
+    assert module.scale.dtype == torch.float32  # each case measured a copy, cast to its dtype
     df = attnbench.bench(no_causal_keyword, seq_len=32, causal=[False, True], metrics="memory", **SMALL)
     status = dict(zip(df["causal"], df["status"], strict=True))
     assert status == {False: "ok", True: "unsupported"}

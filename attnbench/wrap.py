@@ -74,7 +74,7 @@ def name_of(target: Any) -> str:
 
 def wrap(target: Any, name: str, *, reference: str | None = None) -> type[Wrapped]:
     """A Variant class measuring `target` as variant `name` (checked against the float64
-    oracle `reference`, e.g. "softmax", when given). Not registered: see `registered`."""
+    oracle `reference`, e.g. "softmax", when given). `attnbench.bench` registers it for one call."""
     if not callable(target):
         raise UserError(f"bench: {target!r:.60} is neither a variant name, a function nor an nn.Module")
     if reference is not None:

@@ -15,18 +15,20 @@ from attnbench.cli import build_parser
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
+# inline code that is a whole command (`attnbench show r.jsonl`, not `attnbench show` alone nor
+# one elided with …)
+SPAN = re.compile(r"(?<!`)`((?:python3? -m )?attnbench \w+ [^`\n…]+)`(?!`)")
 SHELL = {"", "bash", "sh", "shell", "console"}
 OPTIONAL = re.compile(r"(?<=\s)\[[^\]]*\]")
-PREFIX = re.compile(r"^(\$\s+)?((\w+=\S*\s+)|(nice -n \d+\s+)|(timeout \S+\s+))*")
+ENV = re.compile(r"^\w+=")  # VAR=value before a command
 
 
 def commands(text: str) -> list[str]:
-    """The `attnbench` command lines in the shell code blocks of a page (continuations joined,
-    comments, pipes, redirections and `&&` chains cut)."""
+    """The `attnbench` command lines in the shell code blocks and inline code of a page
+    (continuations joined, comments, pipes, redirections and `&&` chains cut)."""
     found = []
-    for lang, body in BLOCK.findall(text):
-        if lang not in SHELL:
-            continue
+    shell = [body for lang, body in BLOCK.findall(text) if lang in SHELL]
+    for body in [*shell, "\n".join(SPAN.findall(BLOCK.sub("", text)))]:
         for line in body.replace("\\\n", " ").splitlines():
             line = OPTIONAL.sub("", line)  # a synopsis: `list [PATTERN] [--json]`
             lexer = shlex.shlex(line, posix=True, punctuation_chars="|&;")
@@ -46,7 +48,11 @@ def commands(text: str) -> list[str]:
 
 
 def _attnbench(tokens: list[str]) -> list[str]:
-    words = shlex.split(PREFIX.sub("", shlex.join(tokens)))
+    words = list(tokens)
+    while words and (words[0] == "$" or ENV.match(words[0]) or words[0] in ("nice", "timeout")):
+        words = (
+            words[3:] if words[:2] == ["nice", "-n"] else words[2:] if words[0] == "timeout" else words[1:]
+        )
     if words[:1] == ["attnbench"]:
         return [shlex.join(words[1:])]
     if words[:3] in (["python", "-m", "attnbench"], ["python3", "-m", "attnbench"]):
@@ -57,6 +63,23 @@ def _attnbench(tokens: list[str]) -> list[str]:
 DOCUMENTED = [
     (page.relative_to(REPO).as_posix(), cmd) for page in PAGES for cmd in commands(page.read_text())
 ]
+
+
+def test_commands_are_read_as_a_shell_would():
+    page = (
+        "Run `attnbench list --json`, `python -m attnbench show r.jsonl`,\n"
+        "`attnbench show`, `attnbench run …`.\n"
+        "```python\nattnbench.sweep()\n```\n"
+        "```bash\n$ X=1 nice -n 19 attnbench run --suite ci -o r.jsonl && attnbench show r.jsonl | head #\n"
+        "attnbench list [PATTERN] [--json]\nattnbench run a \\\n  --seq-len 1 > out.txt\n```\n"
+    )
+    in_blocks = ["run --suite ci -o r.jsonl", "show r.jsonl", "list", "run a --seq-len 1"]
+    assert commands(page) == [*in_blocks, "list --json", "show r.jsonl"]
+
+
+def test_a_command_with_a_flag_that_does_not_exist_fails_the_check(capsys):
+    with pytest.raises(AssertionError, match="unrecognized arguments: --seqlen"):
+        test_every_documented_command_parses("page.md", "run softmax.sdpa --seqlen 1024", capsys)
 
 
 def test_the_pages_show_commands():

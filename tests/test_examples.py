@@ -39,3 +39,7 @@ def test_the_registered_example_runs_from_the_command_line_with_plugin(tmp_path)
                   "--executor", "inline", "-o", str(out), cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "mine.sigmoid" in done.stdout and "8 ok" in done.stdout
+
+
+def test_the_readme_shows_the_registered_example_as_it_is():
+    assert (EXAMPLES / "my_attention.py").read_text().strip() in (REPO / "README.md").read_text()

@@ -23,7 +23,7 @@ from attnbench.kernels.delta_chunk import chunk_delta_rule
 from attnbench.kernels.linear_chunk import chunk_linear_attn
 from attnbench.measure.numerics import relative_error
 from attnbench.registry import REGISTRY
-from attnbench.variants.linear import forms
+from attnbench.variants.linear import chunked, forms
 
 if not torch.cuda.is_available() and not isinstance(tl.zeros, InterpretedFunction):
     # triton.language came in (with torch._dynamo, say) before TRITON_INTERPRET was set
@@ -56,7 +56,7 @@ def test_chunk_linear_attn_matches_chunk_sum(feature_map, norm, d_k, d_v):
         with torch.no_grad():
             out = chunk_linear_attn(q, k, v, feature_map=feature_map, norm=norm, chunk=16)
         phi_q, phi_k = phi(q, feature_map, norm), phi(k, feature_map, norm)
-        want = forms.chunk_sum(phi_q, phi_k, v, normalize=norm == "attn", chunk=16)
+        want = chunked.chunk_sum(phi_q, phi_k, v, normalize=norm == "attn", chunk=16)
         assert out.shape == v.shape and out.dtype == v.dtype
         err = relative_error(out, want)
         assert err < BOUND, f"{feature_map}/{norm} N={n}: error {err:.2e}"
@@ -70,7 +70,7 @@ def test_chunk_delta_rule_matches_chunk_delta(normalize, d_k, d_v):
         v, beta = randn(2, 2, n, d_v, seed=n + 2), torch.sigmoid(randn(2, 2, n, seed=n + 3))
         with torch.no_grad():
             out = chunk_delta_rule(q, k, v, beta, normalize=normalize, chunk=16)
-        want = forms.chunk_delta(q, k, v, beta, normalize=normalize, chunk=16)
+        want = chunked.chunk_delta(q, k, v, beta, normalize=normalize, chunk=16)
         assert out.shape == v.shape and out.dtype == v.dtype
         err = relative_error(out, want)
         assert err < BOUND, f"normalize={normalize} N={n}: error {err:.2e}"

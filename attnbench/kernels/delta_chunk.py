@@ -8,7 +8,7 @@
    new = U − W S; out = Q S + tril(Q Kᵀ) new; S += Kᵀ new. With `normalize`, the attention
    denominator φ(q_t)·Σ_{s≤t} φ(k_s) is accumulated in the same pass.
 
-The arithmetic is that of `attnbench.variants.linear.forms.chunk_delta`.
+The arithmetic is that of `attnbench.variants.linear.chunked.chunk_delta`.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def chunk_delta_rule(
 ) -> torch.Tensor:
     """Causal delta rule over features q, k (B, H, N, F) (φ already applied), values v
     (B, H, N, D) and write strengths beta (B, H, N) -> (B, H, N, D) in v's dtype; equals
-    `forms.chunk_delta(q, k, v, beta, normalize=normalize, chunk=chunk)`."""
+    `chunked.chunk_delta(q, k, v, beta, normalize=normalize, chunk=chunk)`."""
     check_qkv(q, k, v)
     if beta.shape != q.shape[:3]:
         raise ValueError(f"expected beta of shape {tuple(q.shape[:3])}, got {tuple(beta.shape)}")

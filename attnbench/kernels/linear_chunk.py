@@ -4,7 +4,7 @@ and the normalisation fused.
 One program per (batch·head, block of BV value columns) walks the sequence chunk by chunk,
 carrying the memory S = Σ φ(k)ᵀ v (F×BV) and, for attention normalisation, z = Σ φ(k) in
 fp32 registers. Per chunk: out = φ(Q) S + tril(φ(Q) φ(K)ᵀ) V, then S += φ(K)ᵀ V, the same
-arithmetic as `attnbench.variants.linear.forms.chunk_sum`. Head dimensions that are not
+arithmetic as `attnbench.variants.linear.chunked.chunk_sum`. Head dimensions that are not
 powers of two are padded to one (masked loads; padded features are zero).
 """
 
@@ -134,7 +134,7 @@ def chunk_linear_attn(
 ) -> torch.Tensor:
     """Causal linear attention, sum rule: raw q, k (B, H, N, K) and v (B, H, N, V) -> (B, H, N, V)
     in v's dtype. φ (`feature_map`: identity | elu, i.e. elu(x) + 1) and `norm` (none | attn |
-    sum) are applied in the kernel; equals `forms.chunk_sum(φq, φk, v, normalize=norm == "attn")`
+    sum) are applied in the kernel; equals `chunked.chunk_sum(φq, φk, v, normalize=norm == "attn")`
     with φ divided by its sum (+EPS) for norm="sum"."""
     if feature_map not in FEATURE_MAPS:
         raise Unsupported(

@@ -46,10 +46,11 @@ class TritonChunk(LinearAttention):
     def compute(self, q, k, v, *, causal: bool, beta: torch.Tensor | None) -> torch.Tensor:
         if self.form != "chunk":
             raise Unsupported(f"{self.name} runs the chunk form only, not form={self.form}")
-        if beta is not None:
+        if self.rule == "delta":
             from attnbench.kernels.delta_chunk import chunk_delta_rule
 
             phi_q, phi_k = self.features(q, k)
+            beta = self.beta_for(k, beta)
             return chunk_delta_rule(phi_q, phi_k, v, beta, normalize=self.norm == "attn", chunk=self.chunk)
         from attnbench.kernels.linear_chunk import chunk_linear_attn
 

@@ -20,16 +20,18 @@ import torch.nn.functional as F
 from attnbench.variants.linear.forms import EPS, ut_transform
 
 Map = Callable[[torch.Tensor], torch.Tensor]
-BLOCK_BYTES = 8 << 20  # one block's working set: cache-resident (2 MiB L2 per core here, a shared L3)
+BLOCK_BYTES = 8 << 20  # a block's working set on CPU: cache-resident (2 MiB L2 a core here, shared L3)
+# on a GPU a block is a few kernel launches whatever its size: blocks as long as memory allows
+GPU_BLOCK_BYTES = 512 << 20
 
 
 @dataclass(frozen=True)
 class Spec:
-    """How to run the chunked form. `phi` maps raw (B, H, L, D) inputs to features (B, H, L, F)
-    (None: q and k are features already), F = `d_dot`; `beta_of_keys` maps raw keys to β (B, H, L) when the
-    delta rule's β is learned rather than given. `block` (tokens per block) and `segment`
-    (tokens between the backward's checkpoints, a multiple of `block`) change no result;
-    None: chosen by `plan`."""
+    """How to run the chunked form. `phi` maps raw (B, H, L, D) inputs to features (B, H, L, F),
+    F = `d_dot` (None: q and k are features already); `beta_of_keys` maps raw keys to β
+    (B, H, L) when the delta rule's β is learned rather than given. `block` (tokens per block)
+    and `segment` (tokens between the backward's checkpoints, a multiple of `block`) change no
+    result; None: chosen by `plan`."""
 
     delta: bool
     normalize: bool
@@ -41,19 +43,24 @@ class Spec:
     segment: int | None = None
 
 
-def plan(spec: Spec, rows: int, n: int, f: int, d: int, itemsize: int, *, grad: bool) -> Spec:
+def plan(
+    spec: Spec, rows: int, n: int, f: int, d: int, itemsize: int, *, grad: bool, gpu: bool = False
+) -> Spec:
     """Block and segment lengths for `rows` = B·H sequences of n tokens, F features, D values.
 
     A block holds about 3F + 3D + C + 2FD/C numbers per token and row (features, values, scores,
     chunk states, output; the delta rule's UT transform 3(F + D) + 2C more), three times that in
-    the backward: as many chunks as fit BLOCK_BYTES, a power of two. The backward keeps the memory
-    at every segment's start and recomputes the states of one segment's chunks at a time: n/S
-    checkpoints and S/C chunk states, both F×D, balanced at S ≈ √(n·C)."""
+    the backward: as many chunks as fit BLOCK_BYTES (GPU_BLOCK_BYTES on a GPU), a power of two.
+    The backward keeps the memory at every segment's start and recomputes the states of one
+    segment's chunks at a time: n/S checkpoints and S/C chunk states, both F×D, balanced at
+    S ≈ √(n·C)."""
     c = spec.chunk
     per_token = 3 * f + 3 * d + c + 2 * f * d // c + (3 * (f + d) + 2 * c if spec.delta else 0)
     per_token *= rows * itemsize * (3 if grad else 1)
-    chunks = max(1, BLOCK_BYTES // (per_token * c))
+    chunks = max(1, (GPU_BLOCK_BYTES if gpu else BLOCK_BYTES) // (per_token * c))
     block = spec.block or c * (1 << (chunks.bit_length() - 1))
+    if block % c or (spec.segment or block) % block:
+        raise ValueError(f"blocks of whole chunks and segments of whole blocks, not {spec}")
     if spec.segment:
         return replace(spec, block=block)
     blocks = max(1, round(math.sqrt(max(n, 1) * c) / block))

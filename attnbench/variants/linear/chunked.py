@@ -56,7 +56,7 @@ def chunked(spec: Spec, q, k, v, beta=None, params: tuple[torch.Tensor, ...] = (
         t is not None and t.requires_grad for t in (q, k, v, beta, *params)
     )
     rows, n, d = q.shape[0] * q.shape[1], q.shape[2], v.shape[-1]
-    spec = plan(spec, rows, n, f, d, v.element_size(), grad=grad)
+    spec = plan(spec, rows, n, f, d, v.element_size(), grad=grad, gpu=v.device.type == "cuda")
     if grad:
         return ChunkedRule.apply(spec, q, k, v, beta, *params)
     out = v.new_empty(v.shape)

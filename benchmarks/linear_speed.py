@@ -14,7 +14,8 @@ Targets (issue 19), per round:
 - the delta rule's fwd+bwd: time(N) / time(N/2) ≤ 2.3.
 `bench.plain_chunk` (`plain_linear.py`, ~20 plain lines of the same arithmetic) is timed beside them.
 `--base-source DIR` runs every case from another checkout too (`git archive REV | tar -x -C DIR`),
-right after this one's, labelled `before`.
+right after this one's, labelled `before`. `--clock thread` (with `--threads 1`) times each call
+by its thread's CPU time (`thread_clock.py`): on a shared VM, waiting for a core is not counted.
 
     python benchmarks/linear_speed.py --rounds 5            # CPU, 2 threads, N = 8192
     python benchmarks/linear_speed.py --device cuda --dtype bfloat16 --seq-len 65536 --heads 16 --d-head 128
@@ -115,9 +116,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--base-source", type=Path, default=None, help="another checkout, run as `before`")
     parser.add_argument("--seed", type=int, default=0, help="of the shuffled case order")
+    parser.add_argument(
+        "--clock", choices=("wall", "thread"), default="wall", help="thread: CPU time, 1 thread"
+    )
     parser.add_argument("-o", "--output", type=Path, default=None)
     args = parser.parse_args()
-    add_plugins([str(Path(__file__).with_name("plain_linear.py"))])  # workers import it too
+    if args.clock == "thread" and (args.threads != 1 or args.device != "cpu"):
+        parser.error("--clock thread times one CPU thread: use it with --threads 1 on cpu")
+    plugins = ["plain_linear.py"] + (["thread_clock.py"] if args.clock == "thread" else [])
+    add_plugins([str(Path(__file__).with_name(p)) for p in plugins])  # workers import them too
     settings = MeasureSettings(metrics=("time",), min_run_time=args.min_run_time)
     sides = {"": None} | ({"before": str(args.base_source.resolve())} if args.base_source else {})
     out = args.output or Path(__file__).parent / "results" / f"linear_speed-{args.device}.json"
@@ -197,8 +204,11 @@ def show(s: dict, args) -> None:
     ]
     best = min(softmax) if softmax else None
     table = Table(
-        title=f"causal, B={args.batch} H={args.heads} N={args.seq_len} D={args.d_head} {args.dtype} "
-        f"{args.device} threads={args.threads}, {args.rounds} round(s): median [min–max] over rounds"
+        title=escape(
+            f"causal, B={args.batch} H={args.heads} N={args.seq_len} D={args.d_head} {args.dtype} "
+            f"{args.device} threads={args.threads}, {args.clock} clock, {args.rounds} round(s): "
+            "median [min–max] over rounds"
+        )
     )
     for col in ("case", "ms", "× best softmax fwd", "% of the round's matmul rate"):
         table.add_column(col, justify="left" if col == "case" else "right", no_wrap=True)

@@ -3,11 +3,14 @@ free of console errors, with loaded figures and tables that sort on a click."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,12 +72,12 @@ def chromium() -> str:
     pytest.skip("Chromium is not installed and this user cannot install it (needs Debian's chromium package)")
 
 
-def test_report_in_headless_chromium(tmp_path, chromium):
+@contextlib.contextmanager
+def opened(chromium: str, html: Path) -> Iterator[tuple[Any, list[str]]]:
+    """The page `html` loaded in headless Chromium, and what went wrong while it loaded and
+    ran: console errors, page errors, requests to the network."""
     from playwright.sync_api import sync_playwright
 
-    results = write_results(tmp_path / "r.jsonl")
-    out = tmp_path / "r.html"
-    assert main(["report", str(results), "-o", str(out)]) == 0
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1300, "height": 900})
@@ -84,8 +87,17 @@ def test_report_in_headless_chromium(tmp_path, chromium):
         page.on(
             "request", lambda r: problems.append(f"network: {r.url}") if r.url.startswith("http") else None
         )
-        page.goto(out.as_uri())
+        page.goto(html.as_uri())
         page.wait_for_load_state("load")
+        yield page, problems
+        browser.close()
+
+
+def test_report_in_headless_chromium(tmp_path, chromium):
+    results = write_results(tmp_path / "r.jsonl")
+    out = tmp_path / "r.html"
+    assert main(["report", str(results), "-o", str(out)]) == 0
+    with opened(chromium, out) as (page, problems):
         images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
         assert len(images) >= 2 and all(done and width > 0 for done, width in images)
         assert page.locator("img[src='x']").count() == 0  # the hostile name did not become an element
@@ -104,5 +116,39 @@ def test_report_in_headless_chromium(tmp_path, chromium):
         assert values() == sorted(ascending, reverse=True)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
-        browser.close()
+    assert problems == []
+
+
+def test_where_the_time_goes_renders_in_headless_chromium(tmp_path, chromium, monkeypatch):
+    """Profiled cases of two variants: stacked operator bars, memory timelines side by side,
+    the roofline and the tables, in a page that loads cleanly."""
+    from attnbench.measure import calibrate
+
+    artifacts = ARTIFACTS.resolve()
+    monkeypatch.chdir(tmp_path)  # the profiles go to ./profiles, as in a user's checkout
+    monkeypatch.setattr(calibrate, "measure_matmul", lambda device, dtype, threads: 5e10)
+    monkeypatch.setattr(calibrate, "measure_copy", lambda device, threads: 1e10)
+    (tmp_path / "s.toml").write_text(
+        '[suite]\nmin_run_time_s = 0.02\nmetrics = ["time", "memory"]\nprofile = true\n'
+        '[sweep]\nvariants = ["softmax.naive", "linear.elu"]\nheads = [2]\nd_head = [32]\n'
+        "seq_len = [64, 128]\ncausal = [true]\nthreads = [1]\n"
+    )
+    assert main(["run", "--suite", "s.toml", "--executor", "inline", "-o", "r.jsonl"]) == 0
+    assert main(["report", "r.jsonl", "-o", "r.html"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    for title in (
+        "Where the time goes",
+        "top operators per variant, B1-H2-N128-D32 float32 cpu causal fwd",
+        "memory over one call, B1-H2-N128-D32 float32 cpu causal fwd",
+        "roofline on this machine&#39;s ceilings, cpu float32",
+        "each timed case on the roofline",
+    ):
+        assert title in html, title
+    with opened(chromium, tmp_path / "r.html") as (page, problems):
+        section = page.locator("section", has=page.get_by_role("heading", name="Where the time goes"))
+        images = section.locator("img").evaluate_all("imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+        assert len(images) == 3 and all(done and width > 0 for done, width in images)
+        assert section.locator("table.sortable").count() == 2
+        artifacts.mkdir(parents=True, exist_ok=True)
+        section.screenshot(path=str(artifacts / "report-where-the-time-goes.png"))
     assert problems == []

@@ -7,16 +7,18 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from rich.markup import escape
-
+from attnbench import signals
 from attnbench.commands import command
 from attnbench.commands.common import (
     add_plugin_argument,
     console,
     err,
     load_plugins,
+    non_negative_number,
+    positive_number,
     print_task_table,
     unsupported_note,
+    warn,
     write_report,
 )
 from attnbench.errors import UserError
@@ -46,14 +48,24 @@ def arguments(p: argparse.ArgumentParser) -> None:
         help="run every N-th case starting at the I-th (0-based), e.g. 0/4 … 3/4 in four processes",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], help="run every case on this device")
-    p.add_argument("--timeout", type=float, help="seconds per case (default: the suite's timeout_s)")
+    p.add_argument(
+        "--timeout", type=positive_number, help="seconds per case (default: the suite's timeout_s)"
+    )
     p.add_argument(
         "--mem-limit",
-        type=float,
+        type=non_negative_number,
         metavar="GIB",
         help="cap the worker's memory (CPU; default 80%% of RAM; 0 for none)",
     )
     add_plugin_argument(p)
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const=True,
+        metavar="VARIANTS",
+        help="also profile each case (or the cases of these variants: names, globs, families) into "
+        "profiles/<label>-<shape>/, linked from its record (suite key `profile`)",
+    )
     p.add_argument("--metric", help="metric of the summary table (default: the suite's `show`)")
     p.add_argument("--report", action="store_true", help="also write reports/<results name>.html at the end")
     p.add_argument("--corpus", type=Path, metavar="PATH", help=CORPUS_HELP)
@@ -67,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from attnbench.report.table import LEGEND, metric, pivot, status_counts
     from attnbench.report.terminal import print_frame
     from attnbench.results import load_results
-    from attnbench.runner.sweep import check_output, default_mem_limit, default_results_path, run_sweep
+    from attnbench.runner.sweep import default_mem_limit, default_results_path, run_sweep
     from attnbench.suites import load_suite
 
     load_plugins(args.plugin)
@@ -78,22 +90,23 @@ def run(args: argparse.Namespace) -> int:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
     if args.corpus is not None:
         suite = with_corpus(suite, args.corpus)
+    if args.profile is not None:
+        suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, profile=args.profile))
     show = metric(args.metric or suite.show).column
     cases = suite.cases(only=args.only, device=args.device)
-    if args.shard:
-        cases = shard(cases, args.shard)
     if not cases:
         raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
-    out = args.output or default_results_path(suite.name, resume=args.resume)
-    check_output(out, resume=args.resume)
+    if args.shard:
+        cases = shard(cases, args.shard)
+    if suite.settings.profile and suite.task is not None:
+        raise UserError(f"profile: suite {suite.name!r} trains models on a task; profiles are of benchmarks")
+    if suite.settings.profile and not any(suite.settings.profiles(c.variant, c.label) for c in cases):
+        raise UserError(f"profile {suite.settings.profile!r} selects none of suite {suite.name!r}'s cases")
+    out = args.output or default_results_path(suite.name, resume=args.resume, shard=args.shard)
     if args.mem_limit is None:
         mem_limit = default_mem_limit(cases)
     else:
         mem_limit = int(args.mem_limit * 2**30) or None
-    err.print(
-        f"[bold]{escape(suite.name)}[/]: {len(cases)} cases → {escape(str(out))}  (executor {args.executor})",
-        soft_wrap=True,
-    )
     try:
         outcome = run_sweep(
             suite,
@@ -104,10 +117,14 @@ def run(args: argparse.Namespace) -> int:
             mem_limit=mem_limit,
             console=err,
         )
-    except KeyboardInterrupt:
-        err.print(f"interrupted: finished cases are in {out}; continue with --resume -o {out}")
-        return 130
-    df = load_results(out)
+    except KeyboardInterrupt as stop:
+        err.print(
+            f"{signals.describe(stop)}: finished cases are in {out}; continue with --resume -o {out}",
+            soft_wrap=True,
+            markup=False,
+        )
+        return signals.exit_code(stop)
+    df = load_results(out, on_warning=warn)  # a skipped line is a warning, not a Python warning
     df = df[df["case_id"].isin({c.id for c in cases})]
     if suite.task and not args.metric:
         print_task_table(df, suite.task.name, "table", {}, title=suite.name)
@@ -117,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"{status_counts(df)} · {outcome.wall_s:.0f} s · results: {out}{unsupported_note(df, False)}"
     )
+    draw_profiles(df)
     if args.report:
         console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', None)}")
     if outcome.left:
@@ -125,6 +143,24 @@ def run(args: argparse.Namespace) -> int:
             f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
         )
     return 0
+
+
+def draw_profiles(df) -> None:
+    """Each profile's memory timeline, drawn here rather than in the worker (which has no
+    need of matplotlib), and where the profiles are."""
+    from attnbench.report.profiles import draw_profile, linked_profiles
+
+    profiles, missing = linked_profiles(df)
+    for profile in profiles:
+        draw_profile(profile)
+    if profiles:
+        folders = sorted({str(p.folder.parent) for p in profiles})
+        console.print(f"profiles: {len(profiles)} under {', '.join(folders)} (each record links its own)")
+    for folder in missing:
+        warn(f"profile {folder} was not written")
+    if "profile_error" in df:
+        for _, row in df[df["profile_error"].notna()].iterrows():
+            warn(f"{row['label']} N={row['seq_len']}: its profile failed: {row['profile_error']}")
 
 
 def with_corpus(suite, path: Path):
@@ -143,4 +179,6 @@ def shard(cases: list, spec: str) -> list:
     index, sep, count = spec.partition("/")
     if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
         raise UserError(f"--shard {spec!r}: expected I/N with 0 ≤ I < N, e.g. 0/4")
+    if int(index) >= len(cases):
+        raise UserError(f"--shard {spec}: shard {index} is empty, the sweep has only {len(cases)} cases")
     return cases[int(index) :: int(count)]

@@ -46,6 +46,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
         "or the task's own figure (loss against S for retrieval, …)",
     )
     p.add_argument(
+        "--roofline",
+        action="store_true",
+        help="each timed case on this machine's roofline: intensity, GFLOP/s, compute- or memory-bound, "
+        "%% of the roof (with --plot: the roofline figure, one per device and dtype)",
+    )
+    p.add_argument(
         "--where",
         action="append",
         default=[],
@@ -63,7 +69,13 @@ def run(args: argparse.Namespace) -> int:
     from attnbench.tasks import task_of_results
 
     load_plugins(args.plugin)
+    if args.plot:
+        from attnbench.report.figures import check_figure_path
+
+        check_figure_path(args.plot)
     df = filter_rows(load(args.results), args.where)
+    if args.roofline:
+        return show_roofline(df, args)
     name = task_name(df)
     if name and args.metric is None:
         options = task_options(args, name)
@@ -82,6 +94,23 @@ def run(args: argparse.Namespace) -> int:
 
         title = m.title.split(" (")[0] + (f" ({', '.join(args.where)})" if args.where else "")
         err.print(f"figure: {plot_vs_seq_len(df, m.column, args.plot, title=title)}")
+    return 0
+
+
+def show_roofline(df, args: argparse.Namespace) -> int:
+    from attnbench.report.roofline import plot_roofline, roofline_table
+    from attnbench.report.terminal import print_frame
+
+    numbers = ("N", "FLOP/B", "GFLOP/s", "roof GFLOP/s", "% of roof")
+    print_frame(
+        console,
+        roofline_table(df),
+        "roofline: each case against this machine's measured ceilings",
+        args.format,
+        right=lambda column: column in numbers,
+    )
+    for path in plot_roofline(df, args.plot) if args.plot else ():
+        err.print(f"figure: {path}")
     return 0
 
 

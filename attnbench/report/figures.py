@@ -31,10 +31,13 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
     plt = pyplot()
 
     m = metric(name)
-    ok = hide_unsupported(df)
-    ok = ok[(ok["status"] == "ok") & ok[m.column].notna()] if m.column in ok else ok.iloc[0:0]
+    ok = hide_unsupported(m.of(df))
+    if m.column in ok:  # log-log axes: a value of 0 (or a hand-edited negative) has no place
+        ok = ok[(ok["status"] == "ok") & (ok[m.column] > 0) & (ok["seq_len"] > 0)]
+    else:
+        ok = ok.iloc[0:0]
     if ok.empty:
-        raise UserError(f"no ok results hold {name!r} to plot")
+        raise UserError(f"no ok results hold a positive {name!r} to plot (the axes are logarithmic)")
     varying = [c for c in ROW_AXES[1:] if c in ok and ok[c].nunique(dropna=False) > 1]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     groups = list(ok.groupby(["label", *varying], dropna=False, sort=True))
@@ -158,6 +161,17 @@ def pyplot():
     return plt
 
 
+def check_figure_path(path: Path) -> None:
+    """Refuse a figure file whose suffix matplotlib cannot write, before anything is drawn."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        known = ", ".join(f".{f}" for f in sorted(formats))
+        suffix = path.suffix or "(no suffix)"
+        raise UserError(f"--plot {path}: no figure format {suffix!r}; end it in one of {known}")
+
+
 def save(fig, ax, path: str | Path, *, legend: bool = True) -> Path:
     """Grid and legend on `ax` (a figure of several panels sets its own: `legend=False`),
     tight layout; write PNG or SVG (by suffix) and close the figure."""
@@ -167,7 +181,11 @@ def save(fig, ax, path: str | Path, *, legend: bool = True) -> Path:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=130)
+    except OSError as e:
+        raise UserError(f"cannot write the figure {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
     return path

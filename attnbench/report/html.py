@@ -18,6 +18,7 @@ from attnbench.cases import Shape
 from attnbench.errors import UserError
 from attnbench.report import figures
 from attnbench.report.frontier import frontier_table, plot_frontier
+from attnbench.report.profiles import time_section
 from attnbench.report.sections import Cell, Figure, Section, Table, cell, frame_table, png
 from attnbench.report.table import hide_unsupported
 from attnbench.results.frame import task_column
@@ -166,6 +167,9 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
     sections: list[Section] = []
     if not benchmark.empty:
         sections.append(Section("Benchmark", benchmark_figures(benchmark), [cases_table(benchmark)]))
+        where = time_section(benchmark)
+        if where is not None:
+            sections.append(where)
     for name in sorted(task_names.dropna().unique()):
         sections.append(task_of_results(name).report_section(df[task_names == name]))
     frontier = frontier_table(df)
@@ -196,6 +200,10 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
 
 def write_report(df: pd.DataFrame, path: str | Path, *, title: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(build_report(df, title=title), encoding="utf-8")
+    page = build_report(df, title=title)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write the report {path}: {e.strerror or e}") from None
     return path

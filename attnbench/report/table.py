@@ -4,6 +4,7 @@ sequence length, one metric in the cells. Used by `attnbench show` and the end-o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,6 +21,18 @@ class Metric:
     spread: str | None = None  # column holding the interquartile range, shown as ± half of it
     scale: float = 1.0
     timed: bool = False  # derived from the timing, so the `noisy` flag applies
+    # computed from other columns rather than recorded: adds the column to a results frame
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+    def of(self, df: pd.DataFrame) -> pd.DataFrame:
+        """`df` holding this metric's column (derived now where it is not recorded)."""
+        return self.derive(df) if self.derive and self.column not in df else df
+
+
+def _roofline(df: pd.DataFrame) -> pd.DataFrame:
+    from attnbench.report.roofline import add_roofline  # it draws with figures, which reads this module
+
+    return add_roofline(df)
 
 
 METRICS = {
@@ -36,6 +49,7 @@ METRICS = {
         Metric("tflops", "achieved TFLOP/s", "{:.3g}", timed=True),
         Metric("pct_peak_flops", "% of this machine's matmul peak", "{:.1f}", timed=True),
         Metric("pct_peak_bw", "% of this machine's copy bandwidth", "{:.1f}", timed=True),
+        Metric("roof_pct", "% of the roofline at its intensity", "{:.1f}", timed=True, derive=_roofline),
         Metric("peak_mem_bytes", "peak memory, MiB", "{:,.2f}", scale=1 / 2**20),
         Metric("rel_err", "relative error vs float64", "{:.1e}"),
         Metric("grad_rel_err", "gradient relative error vs float64", "{:.1e}"),
@@ -60,6 +74,7 @@ def pivot(df: pd.DataFrame, name: str, *, raw: bool = False, unsupported: bool =
     m = metric(name)
     if df.empty:
         raise UserError("no results to show")
+    df = m.of(df)
     if not unsupported:
         df = hide_unsupported(df)
     rows = [c for c in ROW_AXES if c in df and (c == "label" or df[c].nunique(dropna=False) > 1)]

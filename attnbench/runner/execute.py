@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ class Workload:
     measures only what the call allocates."""
 
     def __init__(self, module: Variant, case: Case, seed: int) -> None:
-        self.module, self.causal = module, case.causal
+        self.module, self.causal, self.seed = module, case.causal, seed
         dtype = torch_dtype(case.dtype)
         self.q, self.k, self.v = make_qkv(case.shape, dtype=dtype, device=case.device, seed=seed)
         self.backward = case.mode == "fwd+bwd"
@@ -86,24 +87,39 @@ def execute(case: Case, settings: MeasureSettings | None = None) -> Outcome:
     )
 
 
-def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> list[str]:
+def runnable(case: Case) -> type[Variant]:
+    """The case's variant class, with this process set to the case's thread count; raises
+    `Unsupported` when the variant cannot run on the case's device here."""
     cls = REGISTRY.get(case.variant)
     availability = cls.available(case.device)
     if not availability:
         raise Unsupported(availability.reason)
     torch.set_num_threads(case.threads)
-    if case.task:
-        task = dict(case.task)
-        runner = get_task(task.pop("name"))
-        metrics.update(runner.run(cls, case, runner.resolve_params(task)))
-        return []
+    return cls
+
+
+def prepare(case: Case) -> Workload:
+    """The case's variant built and seeded as every measurement of it is, on its inputs."""
+    cls = runnable(case)
     seed = case_seed(case)
     torch.manual_seed(seed)  # parameters of learned variants
     module = cls(heads=case.heads, d_head=case.d_head, **case.param_dict)
     module.check(case)
-    metrics["resolved_params"] = dict(module.hparams)  # defaults included: what this row ran
     module = module.to(device=case.device, dtype=torch_dtype(case.dtype))
-    work = Workload(module, case, seed)
+    return Workload(module, case, seed)
+
+
+def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> list[str]:
+    if case.task:
+        cls = runnable(case)
+        task = dict(case.task)
+        runner = get_task(task.pop("name"))
+        metrics.update(runner.run(cls, case, runner.resolve_params(task)))
+        return []
+    work = prepare(case)
+    module, seed = work.module, work.seed
+    cls = type(module)
+    metrics["resolved_params"] = dict(module.hparams)  # defaults included: what this row ran
     if cls.compiled:
         compile_guard.configure(settings.recompile_limit)
     guard = compile_guard.CompileGuard()
@@ -148,6 +164,8 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
                     seed=seed,
                 )
             )
+        if settings.profiles(case.variant, case.label):
+            _profile(case, work, metrics, settings)
     flags = guard.flags + flags
     metrics["valid"] = not guard.flags
     d_dot = module.d_dot()
@@ -160,6 +178,19 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
     if density is not None:
         metrics["density"] = density
     return flags
+
+
+def _profile(case: Case, work: Workload, metrics: dict[str, Any], settings: MeasureSettings) -> None:
+    """Profile the warm workload into a folder the record links (`profile`); a profile that
+    fails leaves the measurement standing and says why (`profile_error`)."""
+    from attnbench.runner.profile import write_profile  # the profiler's imports, only when asked
+
+    try:
+        metrics["profile"] = str(write_profile(case, work, metrics, Path(settings.profile_dir)))
+    except Exception as e:
+        if is_oom(e):
+            raise
+        metrics["profile_error"] = one_line(e)
 
 
 def _speed_metrics(
@@ -177,6 +208,7 @@ def _speed_metrics(
     flops = cls.flops(case.shape, causal=case.causal, mode=case.mode, params=case.param_dict)
     itemsize = torch_dtype(case.dtype).itemsize
     min_bytes = cls.min_bytes(case.shape, mode=case.mode, itemsize=itemsize)
+    m["min_bytes"] = min_bytes  # with flops: the case's place on the roofline
     if flops:
         m["flops"] = flops
         m["tflops"] = flops / timing.median_s / 1e12
@@ -184,7 +216,9 @@ def _speed_metrics(
         ceil = ceilings(case.device, case.threads, (case.dtype,))
         if ceil is not None:
             if flops and ceil.matmul_flops.get(case.dtype):
+                m["peak_flops"] = ceil.matmul_flops[case.dtype]  # the roofline's ceilings, kept
                 m["pct_peak_flops"] = 100 * flops / timing.median_s / ceil.matmul_flops[case.dtype]
             if ceil.copy_bytes_per_s:
+                m["peak_bw"] = ceil.copy_bytes_per_s  # with the record, so it reads anywhere
                 m["pct_peak_bw"] = 100 * min_bytes / timing.median_s / ceil.copy_bytes_per_s
     return m

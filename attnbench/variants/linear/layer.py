@@ -32,6 +32,8 @@ class LinearAttention(Variant):
     decode_state: ClassVar[str] = "constant"
     base_params: ClassVar[dict[str, Any]] = {"rule": "sum", "norm": "attn", "form": "chunk", "chunk": 64}
     params: ClassVar[Mapping[str, Any]] = base_params
+    param_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"rule": RULES, "norm": NORMS, "form": FORMS}
+    param_minimum: ClassVar[Mapping[str, int]] = {"chunk": 1}
     flops_formula: ClassVar[str] = (
         "the matmul work of the form, masked halves included; per token and head, F=d_dot: "
         "chunk C: 2C(F+D) + 4FD (delta: C(5F+3D) + 6FD) over N rounded up to C; parallel: C=N without "
@@ -41,11 +43,6 @@ class LinearAttention(Variant):
     def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
         super().__init__(heads=heads, d_head=d_head, **params)
         p = self.hparams
-        for key, allowed in (("rule", RULES), ("norm", NORMS), ("form", FORMS)):
-            if p[key] not in allowed:
-                raise UserError(f"{self.name}: {key} must be one of {', '.join(allowed)}, not {p[key]!r}")
-        if int(p["chunk"]) < 1:
-            raise UserError(f"{self.name}: chunk must be a positive length, not {p['chunk']!r}")
         self.rule, self.norm, self.form, self.chunk = p["rule"], p["norm"], p["form"], int(p["chunk"])
         self.feature_map = self.make_feature_map(d_head, p)
         if self.rule == "delta":

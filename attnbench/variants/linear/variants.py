@@ -36,6 +36,7 @@ class LinearDPFP(LinearAttention):
     """Linear attention with DPFP-ν features, d_dot = 2·d·ν (Schlag et al. 2021)."""
 
     params: ClassVar[Mapping[str, Any]] = {**LinearAttention.base_params, "nu": 1}
+    param_minimum: ClassVar[Mapping[str, int]] = {**LinearAttention.param_minimum, "nu": 1}
 
     @classmethod
     def make_feature_map(cls, d_head: int, params: Mapping[str, Any]) -> FeatureMap:
@@ -47,6 +48,7 @@ class LinearFavor(LinearAttention):
     """Performer's FAVOR+: m orthogonal positive random features (±, d_dot = 2m)."""
 
     params: ClassVar[Mapping[str, Any]] = {**LinearAttention.base_params, "m": 64, "redraw": False}
+    param_minimum: ClassVar[Mapping[str, int]] = {**LinearAttention.param_minimum, "m": 1}
     error_scale: ClassVar[float] = 4.0  # exp features amplify rounding in the inputs
 
     @classmethod
@@ -63,6 +65,7 @@ class LinearT2R(LinearAttention):
     """T2R: learned φ(x) = relu(W x + b) with k features (Kasai et al. 2021)."""
 
     params: ClassVar[Mapping[str, Any]] = {**LinearAttention.base_params, "k": 32}
+    param_minimum: ClassVar[Mapping[str, int]] = {**LinearAttention.param_minimum, "k": 1}
     # a pre-activation within rounding of 0 takes the other relu branch in float32 than in the
     # float64 oracle: one feature's whole gradient flips, ~1e-3 of dq at small N
     error_scale: ClassVar[float] = 30.0

@@ -18,12 +18,14 @@ right after this one's, labelled `before`. `--clock thread` (with `--threads 1`)
 by its thread's CPU time (`thread_clock.py`): on a shared VM, waiting for a core is not counted.
 
     python benchmarks/linear_speed.py --rounds 5            # CPU, 2 threads, N = 8192
+    python benchmarks/linear_speed.py --rounds 3 --clock thread --threads 1 --targets
     python benchmarks/linear_speed.py --device cuda --dtype bfloat16 --seq-len 65536 --heads 16 --d-head 128
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import random
 import statistics
@@ -63,6 +65,16 @@ LINEAR = [
     ("external.fla_delta", ()),
 ]
 TRAINING = [("linear.elu", ()), DPFP_DELTA]  # fwd+bwd at N/2 and N
+# --targets: what the targets read, with the best CPU softmax path and the plain form beside them
+TARGET_CASES = {
+    ("softmax.sdpa", "fwd"),
+    ("linear.elu", "fwd"),
+    ("bench.plain_chunk", "fwd"),
+    ("linear.dpfp[norm=sum]", "fwd"),
+    ("linear.dpfp[norm=sum,rule=delta]", "fwd"),
+    ("linear.elu", "fwd+bwd"),
+    ("linear.dpfp[norm=sum,rule=delta]", "fwd+bwd"),
+}
 
 
 def cases(args) -> list[Case]:
@@ -71,6 +83,9 @@ def cases(args) -> list[Case]:
     for n, p in TRAINING:
         for length in (args.seq_len // 2, args.seq_len):
             out.append(Case(n, p, *shape[:2], length, *shape[3:], "fwd+bwd", threads=args.threads))
+    if args.targets:
+        out = [c for c in out if (c.label, c.mode) in TARGET_CASES]
+    out = [c for c in out if not args.only or any(fnmatch.fnmatchcase(key(c), p) for p in args.only)]
     return [c for c in out if REGISTRY.get(c.variant).available(args.device)]
 
 
@@ -119,6 +134,10 @@ def main() -> int:
     parser.add_argument(
         "--clock", choices=("wall", "thread"), default="wall", help="thread: CPU time, 1 thread"
     )
+    parser.add_argument(
+        "--only", action="append", default=[], help="cases whose 'label mode N=…' matches this glob"
+    )
+    parser.add_argument("--targets", action="store_true", help="only the cases the targets read")
     parser.add_argument("-o", "--output", type=Path, default=None)
     args = parser.parse_args()
     if args.clock == "thread" and (args.threads != 1 or args.device != "cpu"):

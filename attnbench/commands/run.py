@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     """run a suite's sweep and write results"""
     import torch
 
-    from attnbench.report.table import LEGEND, metric, pivot, status_counts
+    from attnbench.report.table import LEGEND, machines, metric, pivot, status_counts
     from attnbench.report.terminal import print_frame
     from attnbench.results import load_results
     from attnbench.runner.sweep import default_mem_limit, default_results_path, run_sweep
@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"{status_counts(df)} · {outcome.wall_s:.0f} s · results: {out}{unsupported_note(df, False)}"
     )
+    if machines(df):
+        console.print(f"hosts: {machines(df)}", soft_wrap=True)
     draw_profiles(df)
     if args.report:
         console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', None)}")

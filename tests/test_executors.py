@@ -1,7 +1,11 @@
 """Isolation: a case that runs out of memory, kills its process or hangs is recorded as
-`oom`, `crash` or `timeout`, and the sweep goes on with the worker replaced."""
+`oom`, `crash` or `timeout`, and the sweep goes on with the worker replaced. A parallel
+executor's results are appended as they finish; an executor's own options are refused to others."""
 
 from __future__ import annotations
+
+import itertools
+import json
 
 from attnbench.cases import Case
 from attnbench.measure.settings import MeasureSettings
@@ -68,3 +72,49 @@ def test_unsupported_case_is_recorded_with_its_reason():
     assert result.status == "unsupported" and "efficient" in result.error
     result = InlineExecutor(FAST).run(Case("softmax.flex", (), 1, 2, 32, 16, mode="fwd+bwd", threads=1))
     assert result.status == "unsupported" and "backward" in result.error
+
+
+class InPairs:
+    """A parallel executor for the sweep's sake: takes two cases at a time, answers the second first."""
+
+    options = ()
+
+    def __init__(self, settings, **_):
+        self.inline = InlineExecutor(settings)
+
+    def run(self, case):
+        return self.inline.run(case)
+
+    def run_many(self, cases):
+        cases = iter(cases)
+        while pair := list(itertools.islice(cases, 2)):
+            yield from reversed([(c, self.run(c)) for c in pair])
+
+    def close(self):
+        pass
+
+
+def test_a_parallel_executor_s_results_are_appended_as_they_finish_each_once(tmp_path):
+    from attnbench.runner.executors import EXECUTORS
+
+    EXECUTORS.add("in-pairs", InPairs)
+    try:
+        cases = [case("softmax.naive", n) for n in (16, 32, 48)]
+        suite = Suite(name="pairs", path=tmp_path / "p.toml", timeout_s=60, settings=FAST)
+        out = tmp_path / "p.jsonl"
+        outcome = run_sweep(suite, cases, out=out, executor="in-pairs")
+        ids = [r["case_id"] for r in (json.loads(line) for line in out.read_text().splitlines())]
+        assert ids == [cases[1].id, cases[0].id, cases[2].id] and outcome.statuses["ok"] == 3
+        budget = Suite(name="pairs", path=tmp_path / "p.toml", timeout_s=60, settings=FAST, budget_s=0)
+        spent = run_sweep(budget, cases, out=tmp_path / "b.jsonl", executor="in-pairs")
+        assert spent.left == 3 and not (tmp_path / "b.jsonl").read_text()  # none taken past the budget
+    finally:
+        EXECUTORS.remove("in-pairs")
+
+
+def test_an_option_of_another_executor_is_refused_naming_its_executor(tmp_path, tiny_suite, user_error):
+    line = user_error("run", "--suite", tiny_suite, "-o", tmp_path / "r.jsonl", "--address", "auto")
+    assert line.startswith("--address does not apply to --executor subprocess")
+    line = user_error("run", "--suite", tiny_suite, "--executor", "inline", "--max-parallel", "0")
+    assert line == "argument --max-parallel: '0' is not above 0 (see attnbench run --help)"
+    assert not (tmp_path / "r.jsonl").exists()

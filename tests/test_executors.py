@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 
 from attnbench.cases import Case
 from attnbench.measure.settings import MeasureSettings
@@ -118,3 +119,21 @@ def test_an_option_of_another_executor_is_refused_naming_its_executor(tmp_path, 
     line = user_error("run", "--suite", tiny_suite, "--executor", "inline", "--max-parallel", "0")
     assert line == "argument --max-parallel: '0' is not above 0 (see attnbench run --help)"
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(tmp_path, tiny_suite, user_error, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: importing it fails
+    line = user_error("run", "--suite", tiny_suite, "-o", tmp_path / "r.jsonl", "--executor", "ray")
+    assert line == "--executor ray needs Ray, which is not installed: pip install 'attnbench[ray]'"
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_ray_case_asks_for_its_threads_or_one_gpu_and_never_for_more_than_a_node_has():
+    from attnbench.runner.ray_executor import Need
+
+    assert Need.of(case("softmax.naive"), 16) == Need(1, 0)
+    assert Need.of(Case("softmax.naive", (), 1, 2, 32, 16, threads=8), 16) == Need(8, 0)
+    assert Need.of(Case("softmax.naive", (), 1, 2, 32, 16, threads=8), 4) == Need(4, 0)  # a whole node
+    assert Need.of(Case("softmax.sdpa", (), 1, 2, 32, 16, device="cuda", threads=8), 4) == Need(1, 1)
+    nodes = [{"CPU": 5.0}, {"CPU": 2.0, "GPU": 4.0}]
+    assert (Need(2, 0).room(nodes), Need(1, 1).room(nodes), Need(4, 0).room(nodes)) == (3, 2, 1)

@@ -175,3 +175,47 @@ def test_sigterm_cancels_what_runs_and_resume_finishes_with_every_case_once(loca
     assert again.returncode == 0, again.stderr
     ids = [json.loads(line)["case_id"] for line in out.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 6
+
+
+CONVERT = """
+[suite]
+timeout_s = 600
+[task]
+name = "convert"
+corpus = "{corpus}"
+seq_len = 16
+d_model = 32
+layers = 1
+heads = 2
+batch = 8
+train_tokens = 5120
+finetune_tokens = 2560
+eval_tokens = 256
+curve_tokens = 128
+eval_every = 10
+lr = 1e-2
+warmup = 5
+[sweep]
+variants = ["linear.t2r", "linear.elu"]
+device = ["cpu"]
+threads = [1]
+"""
+
+
+@pytest.mark.slow
+def test_training_cases_run_at_once_and_train_their_shared_softmax_model_once(
+    local_ray, tmp_path, monkeypatch
+):
+    corpus = tmp_path / "text.txt"
+    corpus.write_bytes(
+        b"".join([b"the cat sat on the mat. ", b"a dog ran in the fog. "][i % 2] for i in range(400))
+    )
+    (tmp_path / "convert.toml").write_text(CONVERT.format(corpus=corpus))
+    monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path / "cache"))  # the actors' workers read it
+    suite = load_suite(str(tmp_path / "convert.toml"))
+    out = tmp_path / "convert.jsonl"
+    run_sweep(suite, suite.cases(), out=out, executor="ray", mem_limit=None)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok", "ok"], [r["error"] for r in records]
+    # both arms start from the same softmax LM: one worker trained it, the other waited and loaded it
+    assert sorted(r["metrics"]["pretrain_checkpoint"] for r in records) == ["cached", "trained"]

@@ -7,30 +7,24 @@ Files live under `$ATTNBENCH_CACHE_DIR/checkpoints/` (default ~/.cache/attnbench
 
 Several workers may want the same model at once (the Ray executor runs cases in parallel;
 every arm of the convert task starts from the same softmax LM): the first trains it under a
-lock (`<key>.lock`, an flock) while the others wait and then load it. On a folder every node
+lock (`env.cache_lock`) while the others wait and then load it. On a folder every node
 sees (`--cache-dir`, or ATTNBENCH_CACHE_DIR on shared storage) that makes one training per
 cluster; on a node's own disk, one per node.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from attnbench.env import cache_dir
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no lock, each worker trains its own
-    fcntl = None  # type: ignore[assignment]
+from attnbench.env import cache_dir, cache_lock
 
 
 def checkpoint_key(what: dict[str, Any]) -> str:
@@ -73,26 +67,10 @@ def load_or_train(key: str, model: nn.Module, train: Callable[[], dict[str, Any]
     saved with the weights, with `checkpoint`: trained | cached."""
     info = load_checkpoint(key, model)
     if info is None:
-        with training_lock(key):
+        with cache_lock(f"checkpoint-{key}"):
             info = load_checkpoint(key, model)  # trained by whoever held the lock before us
             if info is None:
                 info = train()
                 save_checkpoint(key, model, info)
                 return {**info, "checkpoint": "trained"}
     return {**info, "checkpoint": "cached"}
-
-
-@contextlib.contextmanager
-def training_lock(key: str) -> Iterator[None]:
-    """Held while the model of `key` is trained. A file system without locks (some network
-    mounts) runs unguarded: the worst case is a model trained twice."""
-    path = checkpoint_path(key).with_suffix(".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if fcntl is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # and with it the lock

@@ -1,8 +1,8 @@
 """The Ray executor on a local 2-CPU Ray instance, shared by this module: the CI suite gives
 the subprocess executor's case ids, statuses and exact CPU memory; hangs, segfaults and OOMs
 are the statuses they are under the subprocess executor and the sweep completes; an actor
-killed mid-case is rerun once, then recorded `crash`; a stopped run leaves no actor and a
-file `--resume` finishes. (A node that leaves the cluster: test_ray_cluster.py.)"""
+killed mid-case is rerun once, then recorded `crash`; a run stopped by Ctrl-C or SIGTERM
+leaves no actor and a file `--resume` finishes. (A node that leaves the cluster: test_ray_cluster.py.)"""
 
 from __future__ import annotations
 
@@ -155,23 +155,46 @@ threads = [1]
 
 @linux_only
 @pytest.mark.slow
-def test_sigterm_cancels_what_runs_and_resume_finishes_with_every_case_once(local_ray, tmp_path):
+@pytest.mark.parametrize(
+    "stop, code, said, own_instance",
+    [
+        # Ctrl-C in a terminal: SIGINT to the whole process group, the local Ray instance the
+        # run started included
+        (signal.SIGINT, 130, "interrupted", True),
+        (signal.SIGTERM, 143, "terminated (SIGTERM)", False),  # a scheduler's stop; a cluster joined
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_cancels_what_runs_and_resume_finishes_with_every_case_once(
+    local_ray, tmp_path, stop, code, said, own_instance
+):
     suite = tmp_path / "stopped.toml"
     suite.write_text(STOPPED)
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "attnbench", "run", "--suite", str(suite), "-o", str(out)]
-    command += ["--plugin", "attnbench_testing_variants", "--executor", "ray", "--address", local_ray]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command += ["--plugin", "attnbench_testing_variants", "--executor", "ray"]
+    joined = [*command, "--address", local_ray]
+    proc = subprocess.Popen(
+        command if own_instance else joined,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives it
+    )
     started = lambda: (out.exists() and len(out.read_text().splitlines()) >= 2) or proc.poll() is not None
     assert wait_for(started, 240)
-    proc.send_signal(signal.SIGTERM)
+    if own_instance:
+        os.killpg(proc.pid, stop)
+    else:
+        proc.send_signal(stop)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143, stderr
-    assert f"terminated (SIGTERM): finished cases are in {out}; continue with --resume -o {out}" in stderr
+    assert proc.returncode == code, stderr
+    assert f"{said}: finished cases are in {out}; continue with --resume -o {out}" in stderr
     assert wait_for(lambda: not case_workers(), 30), "the stopped run left actors running"
     done = len(out.read_text().splitlines())
     assert 2 <= done < 6
-    again = subprocess.run([*command, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    again = subprocess.run([*joined, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     ids = [json.loads(line)["case_id"] for line in out.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 6

@@ -137,3 +137,28 @@ def test_a_ray_case_asks_for_its_threads_or_one_gpu_and_never_for_more_than_a_no
     assert Need.of(Case("softmax.sdpa", (), 1, 2, 32, 16, device="cuda", threads=8), 4) == Need(1, 1)
     nodes = [{"CPU": 5.0}, {"CPU": 2.0, "GPU": 4.0}]
     assert (Need(2, 0).room(nodes), Need(1, 1).room(nodes), Need(4, 0).room(nodes)) == (3, 2, 1)
+
+
+def test_a_worker_started_by_a_ray_actor_does_not_run_the_actors_main_script(tmp_path, monkeypatch):
+    import multiprocessing
+    import time
+
+    from attnbench.runner.ray_executor import main_script_hidden
+
+    ran = tmp_path / "ran"
+    script = tmp_path / "default_worker.py"  # stands for Ray's, which imports all of Ray
+    script.write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n")
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", str(script), raising=False)
+
+    def start_one() -> None:
+        child = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+        child.start()
+        child.join(60)
+
+    start_one()  # the check can fail: without the guard, spawn runs the main script
+    assert ran.exists()
+    ran.unlink()
+    with main_script_hidden():
+        start_one()
+    assert not ran.exists()
+    assert sys.modules["__main__"].__file__ == str(script)

@@ -402,17 +402,20 @@ class RayExecutor:
 def connect(ray: Any, address: str | None) -> bool:
     """Join the cluster at `address` (or `RAY_ADDRESS`), or start a local instance; True when
     this call connected (so `close` disconnects). Already connected (a test, a notebook):
-    that connection is used as it is."""
+    that connection is used as it is. Ray's own default would join a cluster that `ray start`
+    made on this machine; without an address we start our own, as `--help` says (`auto` joins
+    that one)."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     local = {} if address else {"include_dashboard": False, "object_store_memory": OBJECT_STORE_BYTES}
+    address = address or "local"
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGTERM) if main else None
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **local)
     except (ConnectionError, ValueError, RuntimeError) as e:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        where = "a local Ray instance" if address == "local" else f"the Ray cluster at {address}"
         raise UserError(f"cannot reach {where}: {_first_line(e)}") from None
     finally:
         if main:  # ray.init sets its own SIGTERM handler; ours says how to resume

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import sys
+
+import pytest
 
 from attnbench.cases import Case
 from attnbench.measure.settings import MeasureSettings
@@ -162,3 +165,22 @@ def test_a_worker_started_by_a_ray_actor_does_not_run_the_actors_main_script(tmp
         start_one()
     assert not ran.exists()
     assert sys.modules["__main__"].__file__ == str(script)
+
+
+@pytest.mark.ray
+def test_a_ray_address_where_nothing_answers_is_one_line_before_anything_runs(
+    tmp_path, tiny_suite, user_error
+):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'attnbench[ray]' (or nox -s ray)")
+    with socket.socket() as free:  # a port nothing listens on (ray.init would retry it for ever)
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    out = tmp_path / "r.jsonl"
+    line = user_error(
+        "run", "--suite", tiny_suite, "-o", out, "--executor", "ray", "--address", f"127.0.0.1:{port}"
+    )
+    assert line == (
+        f"cannot reach the Ray cluster at 127.0.0.1:{port}: Connection refused "
+        f"(start it there with `ray start --head --port {port}`)"
+    )
+    assert not out.exists()

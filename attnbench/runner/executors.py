@@ -9,7 +9,8 @@ flags such as `--address`); `run(case)` returns an `Outcome` and never raises fo
 case does; `close()` releases its workers. An executor that runs cases in parallel also has
 `run_many(cases)`, which takes cases from the iterable as it has room for them and yields
 `(case, outcome)` as each finishes; the sweep uses it where it exists. A classmethod
-`preflight()`, where there is one, raises a UserError before anything runs (a package missing).
+`preflight(**options)`, where there is one, raises a UserError before anything runs (a package
+missing, a cluster that does not answer); it gets the executor's own options.
 """
 
 from __future__ import annotations
@@ -236,7 +237,7 @@ def check_executor(kind: str, options: dict[str, Any]) -> None:
         hint = f": it is an option of --executor {' or '.join(takers)}" if takers else ""
         raise UserError(f"{flag} does not apply to --executor {kind}{hint}")
     if hasattr(cls, "preflight"):
-        cls.preflight()
+        cls.preflight(**{k: v for k, v in options.items() if k in getattr(cls, "options", ())})
 
 
 def make_executor(

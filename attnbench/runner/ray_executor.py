@@ -59,6 +59,7 @@ MAX_NODE_LOSSES = 3  # reruns of one case whose node left the cluster, before it
 WAIT_S = 0.5  # how long the driver blocks at a time: a stop is handled within this
 NODES_FRESH_S = 10.0  # how long a view of the cluster's nodes is trusted (nodes join and leave)
 PASSED_ENV = (PLUGINS_ENV, CACHE_ENV, "PYTHONPATH")  # what the actors' workers need of ours
+CONNECT_S = 10.0  # how long a cluster's address may take to accept a connection
 NOWHERE = object()  # no node of the cluster can hold a case
 
 
@@ -219,8 +220,9 @@ class RayExecutor:
     options = ("address", "max_parallel")
 
     @classmethod
-    def preflight(cls) -> None:
+    def preflight(cls, address: str | None = None, max_parallel: int | None = None) -> None:
         require_ray()
+        check_reachable(address or os.environ.get("RAY_ADDRESS"))
 
     def __init__(
         self,
@@ -408,6 +410,7 @@ def connect(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
+    check_reachable(address)
     local = {} if address else {"include_dashboard": False, "object_store_memory": OBJECT_STORE_BYTES}
     address = address or "local"
     main = threading.current_thread() is threading.main_thread()
@@ -421,6 +424,24 @@ def connect(ray: Any, address: str | None) -> bool:
         if main:  # ray.init sets its own SIGTERM handler; ours says how to resume
             signal.signal(signal.SIGTERM, handler)
     return True
+
+
+def check_reachable(address: str | None) -> None:
+    """A UserError when nothing listens at a cluster's `HOST:PORT` (or `ray://HOST:PORT`):
+    `ray.init` would retry such an address for ever, printing a warning every few seconds.
+    `auto` and no address are Ray's to resolve (it fails at once when there is nothing)."""
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # another of Ray's forms: its own error
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
+    except OSError as e:
+        raise UserError(
+            f"cannot reach the Ray cluster at {address}: {e.strerror or e} "
+            f"(start it there with `ray start --head --port {port}`)"
+        ) from None
 
 
 def _exit_detail(e: BaseException) -> str:

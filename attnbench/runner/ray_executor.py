@@ -419,11 +419,20 @@ def connect(ray: Any, address: str | None) -> bool:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **local)
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = "a local Ray instance" if address == "local" else f"the Ray cluster at {address}"
-        raise UserError(f"cannot reach {where}: {_first_line(e)}") from None
+        raise UserError(f"cannot reach {where}: {_first_line(e)}{auth_hint(address)}") from None
     finally:
         if main:  # ray.init sets its own SIGTERM handler; ours says how to resume
             signal.signal(signal.SIGTERM, handler)
     return True
+
+
+def auth_hint(address: str) -> str:
+    """Ray (2.5x on) starts clusters with token authentication; a driver joining one by its
+    address is refused (seen here: `InvalidAuthToken`, then only `Failed to connect`) unless
+    it holds the token and says so."""
+    if address in ("local", "auto") or os.environ.get("RAY_AUTH_MODE"):
+        return ""
+    return " (a cluster with token authentication also needs RAY_AUTH_MODE=token and its token here)"
 
 
 def check_reachable(address: str | None) -> None:

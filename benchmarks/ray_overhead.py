@@ -77,7 +77,13 @@ def main() -> int:
     sub.run(cases[0])
     sub_first = time.perf_counter() - start
     start = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False, object_store_memory=128 << 20, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=args.cpus,
+        include_dashboard=False,
+        object_store_memory=128 << 20,
+        log_to_driver=False,
+    )
     ray_init = time.perf_counter() - start
     on_ray = RayExecutor(ONE_CALL, timeout_s=120)
     start = time.perf_counter()

@@ -146,7 +146,7 @@ def test_a_worker_started_by_a_ray_actor_does_not_run_the_actors_main_script(tmp
     import multiprocessing
     import time
 
-    from attnbench.runner.ray_executor import main_script_hidden
+    from attnbench.runner.ray_worker import main_script_hidden
 
     ran = tmp_path / "ran"
     script = tmp_path / "default_worker.py"  # stands for Ray's, which imports all of Ray

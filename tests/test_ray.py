@@ -36,8 +36,15 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One small Ray instance for the module (starting one takes seconds): 2 CPUs, no dashboard."""
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 << 20, log_to_driver=False)
+    """One small Ray instance of its own for the module (starting one takes seconds): 2 CPUs,
+    no dashboard; never a cluster that `ray start` made on this machine."""
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=128 << 20,
+        log_to_driver=False,
+    )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -22,21 +22,16 @@ What else can fail, and what happens:
   were running, and the results file holds the finished cases for `--resume`.
 
 Each outcome's `env` says where it ran: the node's `hostname` and `device_name` (from the
-worker, as always) and `ray_node_ip`, `ray_node_id`. Ray is imported only here, only when
-this executor is used: it is the optional extra `attnbench[ray]`.
+worker, as always) and `ray_node_ip`, `ray_node_id`. The actor is in `ray_worker.py`, joining
+a cluster in `ray_cluster.py`. Ray is imported only when this executor is used: it is the
+optional extra `attnbench[ray]`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
-import signal
-import socket
-import sys
-import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -51,25 +46,15 @@ from attnbench.env import CACHE_ENV
 from attnbench.errors import UserError
 from attnbench.measure.settings import MeasureSettings
 from attnbench.outcome import Outcome
-from attnbench.runner.executors import SubprocessExecutor, failed, register_executor
+from attnbench.runner.executors import failed, register_executor
+from attnbench.runner.ray_cluster import check_reachable, connect, first_line, require_ray
+from attnbench.runner.ray_worker import CaseWorker
 
-INSTALL = "pip install 'attnbench[ray]'"
-OBJECT_STORE_BYTES = 128 << 20  # a local instance's; only outcomes (small dicts) go through it
 MAX_NODE_LOSSES = 3  # reruns of one case whose node left the cluster, before it is `crash`
 WAIT_S = 0.5  # how long the driver blocks at a time: a stop is handled within this
 NODES_FRESH_S = 10.0  # how long a view of the cluster's nodes is trusted (nodes join and leave)
 PASSED_ENV = (PLUGINS_ENV, CACHE_ENV, "PYTHONPATH")  # what the actors' workers need of ours
-CONNECT_S = 10.0  # how long a cluster's address may take to accept a connection
 NOWHERE = object()  # no node of the cluster can hold a case
-
-
-def require_ray():
-    """The `ray` module, or a UserError saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError(f"--executor ray needs Ray, which is not installed: {INSTALL}") from None
-    return ray
 
 
 @dataclass(frozen=True)
@@ -96,93 +81,6 @@ class Need:
                 fit = min(fit, int(resources.get("GPU", 0) // self.gpus))
             count += fit
         return count
-
-
-class CaseWorker:
-    """The Ray actor: a subprocess executor on one node, reused across cases."""
-
-    def __init__(
-        self,
-        settings: dict[str, Any],
-        timeout_s: float,
-        mem_limit: int | None,
-        log_path: str | None,
-        environ: dict[str, str],
-        device: str,
-        niceness: int,
-    ) -> None:
-        os.environ.update(environ)  # the workers it starts inherit them
-        self.nice = renice(niceness)
-        self.device = device
-        self.log_path = node_log_path(log_path)
-        self.executor = SubprocessExecutor(
-            MeasureSettings.from_dict(settings),
-            timeout_s=timeout_s,
-            mem_limit=mem_limit,
-            log_path=self.log_path,
-        )
-
-    def where(self) -> dict[str, Any]:
-        """Its node: what a case's `env` says of where it ran, had the worker no answer."""
-        import ray
-
-        from attnbench.env import device_name
-
-        return {
-            "hostname": socket.gethostname(),
-            "device_name": device_name(self.device),
-            "ray_node_id": ray.get_runtime_context().get_node_id(),
-            "ray_node_ip": ray.util.get_node_ip_address(),
-        }
-
-    def run(self, case: dict[str, Any]) -> dict[str, Any]:
-        """The outcome and how many workers this actor started so far; a UserError (a worker
-        that cannot start) as its message, which the driver raises again."""
-        try:
-            with main_script_hidden():
-                outcome = self.executor.run(Case.from_dict(case))
-        except UserError as e:
-            return {"user_error": str(e)}
-        where = self.where()  # the worker's env already names the host and the device
-        outcome.env.update({k: where[k] for k in ("ray_node_id", "ray_node_ip")}, nice=self.nice)
-        return {"outcome": outcome.to_dict(), "starts": self.executor.starts}
-
-
-@contextlib.contextmanager
-def main_script_hidden() -> Iterator[None]:
-    """While workers may start: multiprocessing's spawn runs the parent's main script again in
-    the child, and an actor's main script is Ray's `default_worker.py`, which would import
-    all of Ray into every case worker (a second of start-up, and memory the case never uses)."""
-    main = sys.modules["__main__"]
-    path = main.__dict__.pop("__file__", None)
-    try:
-        yield
-    finally:
-        if path is not None:
-            main.__file__ = path
-
-
-def renice(niceness: int) -> int:
-    """Ray starts its workers at niceness 15 above its raylet (`worker_niceness`, so that its
-    own daemons stay responsive), and a case worker inherits it: on a node where anything else
-    runs, the case then gets the CPU last (seen here, load 7: 92 ms a call under the subprocess
-    executor, 135 ms under Ray). The actor takes the niceness the sweep was started at instead
-    (0 as usual; 19 under `nice -n 19`, which then holds on the nodes too) where allowed (root,
-    or RLIMIT_NICE); the niceness the cases run at, either way, goes into each result's `env`."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, niceness)
-    return os.getpriority(os.PRIO_PROCESS, 0)
-
-
-def node_log_path(log_path: str | None) -> str | None:
-    """The worker log beside the results where that folder is on this node and writable,
-    else in this node's temporary folder."""
-    if not log_path:
-        return None
-    path = Path(log_path)
-    if os.access(path.parent, os.W_OK):
-        return str(path)
-    return str(Path(tempfile.gettempdir()) / f"attnbench-{path.name}")
 
 
 @dataclass
@@ -299,7 +197,7 @@ class RayExecutor:
             answer = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as e:
             if getattr(e, "actor_init_failed", False):
-                raise UserError(f"a Ray actor could not start attnbench: {_first_line(e)}") from None
+                raise UserError(f"a Ray actor could not start attnbench: {first_line(e)}") from None
             self._retire(slot)
             lost = bool(slot.node) and slot.node["ray_node_id"] not in self._alive_ids(fresh=True)
             where = f" on {slot.node['ray_node_ip']}" if slot.node else ""
@@ -401,65 +299,8 @@ class RayExecutor:
             self._owns = False
 
 
-def connect(ray: Any, address: str | None) -> bool:
-    """Join the cluster at `address` (or `RAY_ADDRESS`), or start a local instance; True when
-    this call connected (so `close` disconnects). Already connected (a test, a notebook):
-    that connection is used as it is. Ray's own default would join a cluster that `ray start`
-    made on this machine; without an address we start our own, as `--help` says (`auto` joins
-    that one)."""
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    check_reachable(address)
-    local = {} if address else {"include_dashboard": False, "object_store_memory": OBJECT_STORE_BYTES}
-    address = address or "local"
-    main = threading.current_thread() is threading.main_thread()
-    handler = signal.getsignal(signal.SIGTERM) if main else None
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **local)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        where = "a local Ray instance" if address == "local" else f"the Ray cluster at {address}"
-        raise UserError(f"cannot reach {where}: {_first_line(e)}{auth_hint(address)}") from None
-    finally:
-        if main:  # ray.init sets its own SIGTERM handler; ours says how to resume
-            signal.signal(signal.SIGTERM, handler)
-    return True
-
-
-def auth_hint(address: str) -> str:
-    """Ray (2.5x on) starts clusters with token authentication; a driver joining one by its
-    address is refused (seen here: `InvalidAuthToken`, then only `Failed to connect`) unless
-    it holds the token and says so."""
-    if address in ("local", "auto") or os.environ.get("RAY_AUTH_MODE"):
-        return ""
-    return " (a cluster with token authentication also needs RAY_AUTH_MODE=token and its token here)"
-
-
-def check_reachable(address: str | None) -> None:
-    """A UserError when nothing listens at a cluster's `HOST:PORT` (or `ray://HOST:PORT`):
-    `ray.init` would retry such an address for ever, printing a warning every few seconds.
-    `auto` and no address are Ray's to resolve (it fails at once when there is nothing)."""
-    if not address or address in ("auto", "local"):
-        return
-    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
-    if not sep or not port.isdigit():
-        return  # another of Ray's forms: its own error
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
-    except OSError as e:
-        raise UserError(
-            f"cannot reach the Ray cluster at {address}: {e.strerror or e} "
-            f"(start it there with `ray start --head --port {port}`)"
-        ) from None
-
-
 def _exit_detail(e: BaseException) -> str:
     """What Ray says of how an actor's process ended (`Worker unexpectedly exits with a
     connection error code 2`: killed), else the first line of its error."""
     found = re.search(r"Worker exit detail: ([^.]+)", str(e))
-    return found.group(1).strip() if found else _first_line(e)
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0][:300] if lines else type(e).__name__
+    return found.group(1).strip() if found else first_line(e)

@@ -31,6 +31,7 @@ def sweep(
     *,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     executor: str = "inline",
+    executor_options: Mapping[str, Any] | None = None,
     metrics: str | Iterable[str] | None = None,
     min_run_time: float | None = None,
     timeout_s: float | None = None,
@@ -44,14 +45,18 @@ def sweep(
     case's defaults) and return one row per case, the columns `load_results` gives.
 
     params: per variant name or glob, the parameters to sweep ({"linear.dpfp": {"nu": [1, 2]}}).
-    executor: "inline" (this process) or "subprocess" (each case isolated; an OOM or a crash
-    becomes a status). metrics: groups among time, memory, error (default all).
+    executor: "inline" (this process), "subprocess" (each case isolated; an OOM or a crash
+    becomes a status) or "ray" with executor_options such as {"address": "auto"}.
+    metrics: groups among time, memory, error (default all).
     output: also keep the results as JSON lines there (default: a temporary file, removed).
     """
     from attnbench.adhoc import build_suite, origin_of, suite_tables
     from attnbench.results import load_results
+    from attnbench.runner.executors import check_executor
     from attnbench.runner.sweep import default_mem_limit, run_sweep
 
+    options = dict(executor_options or {})
+    check_executor(executor, options)
     names = [variants] if isinstance(variants, str) else list(variants)
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -111,6 +116,10 @@ def bench(
         if label in REGISTRY.names() or label in wrapped:
             raise UserError(f"bench: {label!r} is already a variant name here; give the target another name=")
         wrapped[label] = (target, wrap(target, label, reference=reference))
+    if wrapped and executor not in ("inline", "subprocess"):
+        raise UserError(
+            f"bench: an unregistered function or module runs inline or in a subprocess, not {executor}"
+        )
     variants = [t if isinstance(t, str) else name or name_of(t) for t in targets]
     if not variants:
         raise UserError("bench: give a function, a module or a variant name to measure")

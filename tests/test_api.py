@@ -110,6 +110,11 @@ def test_bench_in_subprocess_says_when_the_function_cannot_be_imported():
         attnbench.bench(local_attention, executor="subprocess", seq_len=32, **SMALL)
 
 
+def test_bench_of_an_unregistered_function_refuses_other_executors():
+    with pytest.raises(UserError, match="runs inline or in a subprocess, not ray"):
+        attnbench.bench(plain_softmax, executor="ray", seq_len=32, **SMALL)
+
+
 def test_bench_refuses_a_name_that_is_a_registered_variant():
     with pytest.raises(UserError, match=r"'softmax\.sdpa' is already a variant name"):
         attnbench.bench(plain_softmax, name="softmax.sdpa", seq_len=32, **SMALL)

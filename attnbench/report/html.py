@@ -20,7 +20,7 @@ from attnbench.report import figures
 from attnbench.report.frontier import frontier_table, plot_frontier
 from attnbench.report.profiles import time_section
 from attnbench.report.sections import Cell, Figure, Section, Table, cell, frame_table, png
-from attnbench.report.table import hide_unsupported
+from attnbench.report.table import hide_unsupported, machines
 from attnbench.results.frame import task_column
 from attnbench.tasks import task_of_results
 
@@ -99,6 +99,7 @@ def cases_table(df: pd.DataFrame) -> Table:
     """Every benchmark case: its shape, status, median latency with its spread, peak memory,
     error against float64, and why it did not run."""
     rows = []
+    hosts = df["hostname"].nunique() > 1 if "hostname" in df else False  # a cluster's, or files merged
     for _, r in df.sort_values(["label", "mode", "causal", "seq_len"]).iterrows():
         median, iqr = r.get("latency_ms"), r.get("latency_iqr_ms")
         spread = (
@@ -110,6 +111,7 @@ def cases_table(df: pd.DataFrame) -> Table:
         rows.append(
             [
                 cell(r["label"]),
+                *([cell(r["hostname"])] if hosts else []),
                 cell(str(Shape(r["batch"], r["heads"], r["seq_len"], r["d_head"]))),
                 cell(r["dtype"]),
                 cell(r["device"]),
@@ -123,8 +125,8 @@ def cases_table(df: pd.DataFrame) -> Table:
                 cell(r.get("error")),
             ]
         )
-    columns = ["variant", "shape", "dtype", "device", "mask", "mode", "status", "median ms", "spread",
-               "peak MiB", "rel err", "reason"]  # fmt: skip
+    columns = ["variant", *(["host"] if hosts else []), "shape", "dtype", "device", "mask", "mode", "status",
+               "median ms", "spread", "peak MiB", "rel err", "reason"]  # fmt: skip
     return Table("Every case (click a header to sort)", columns, rows)
 
 
@@ -184,7 +186,7 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
         ("devices", ", ".join(sorted(df["device_name"].dropna().astype(str).unique()))),
         ("torch", ", ".join(sorted(df["torch"].dropna().astype(str).unique()))),
         ("git revision", ", ".join(sorted(df["git_revision"].dropna().astype(str).unique()))),
-        ("hosts", ", ".join(sorted(df["hostname"].dropna().astype(str).unique()))),
+        ("hosts", machines(df) or ", ".join(sorted(df["hostname"].dropna().astype(str).unique()))),
         ("cases", str(len(df))),
         (
             "variants that could not run here",

@@ -95,9 +95,17 @@ def test_every_documented_command_parses(page, command, capsys):
 
 
 def test_ci_runs_the_readme_test_command():
+    """`.ci/run` installs what the README's test command installs (the torch pin and its extras;
+    more extras are allowed: CI adds `ray` so that those tests run) and runs the same `pytest`."""
     readme = (REPO / "README.md").read_text()
-    test_command = re.search(r"^python3 -m venv .*pytest$", readme, re.M)
+    test_command = re.search(
+        r"^python3 -m venv .* && pip install (torch\S*) -e '\.\[([\w,]+)\]' && (pytest)$", readme, re.M
+    )
     assert test_command, "the README's test command (set-up line ending in pytest)"
+    torch_pin, extras, pytest_call = test_command.groups()
     ci = (REPO / ".ci" / "run").read_text()
-    setup, pytest_call = test_command[0].split("&& pip install ", 1)[1].rsplit(" && ", 1)
-    assert f"pip install {setup}\n{pytest_call}\n" in ci
+    install = re.search(
+        rf"^pip install {re.escape(torch_pin)} -e '\.\[([\w,]+)\]'\n{pytest_call}\n", ci, re.M
+    )
+    assert install, f".ci/run: `pip install {torch_pin} -e '.[…]'` then `{pytest_call}`"
+    assert set(extras.split(",")) <= set(install[1].split(","))

@@ -59,6 +59,7 @@ METRICS = {
 ROW_AXES = ["label", "dtype", "device", "causal", "mode", "batch", "heads", "d_head", "threads"]
 INVALID_MARK = "†"  # compile fell back / recompiled while timed
 NOISY_MARK = "~"  # spread above the noise threshold
+INACCURATE_MARK = "✗"  # measured, but its error against its oracle is above the tolerance
 
 
 def metric(name: str) -> Metric:
@@ -96,7 +97,7 @@ def hide_unsupported(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(row: pd.Series, m: Metric, raw: bool):
-    if row["status"] != "ok":
+    if row["status"] not in MEASURED:
         return row["status"]
     value = row.get(m.column)
     if value is None or pd.isna(value):
@@ -107,6 +108,8 @@ def _cell(row: pd.Series, m: Metric, raw: bool):
     if m.spread and not pd.isna(row.get(m.spread)) and value:
         text += f" ±{50 * row[m.spread] / value:.0f}%"
     flags = str(row.get("flags") or "")
+    if row["status"] == "inaccurate":
+        text += INACCURATE_MARK
     if "fallback_eager" in flags or "recompiled_during_timing" in flags:
         text += INVALID_MARK
     elif m.timed and "noisy" in flags:
@@ -119,7 +122,10 @@ def status_counts(df: pd.DataFrame) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in counts.index)
 
 
+MEASURED = ("ok", "inaccurate")  # statuses whose metrics were measured
+
 LEGEND = (
+    f"{INACCURATE_MARK} inaccurate (error against its oracle above the tolerance: it computes something else); "
     f"{INVALID_MARK} invalid (torch.compile fell back to eager or recompiled while timed); "
     f"{NOISY_MARK} noisy (IQR above 10% of the median)"
 )

@@ -66,7 +66,9 @@ def test_show_marks_the_inaccurate_case(tempered_results, capsys):
 def test_compare_reports_a_case_that_became_inaccurate(tempered_results, tmp_path, capsys):
     lines = tempered_results.read_text().splitlines()
     base = tmp_path / "base.jsonl"  # the same cases, when the variant still matched its oracle
-    base.write_text("".join(json.dumps({**json.loads(x), "status": "ok", "error": None}) + "\n" for x in lines))
+    base.write_text(
+        "".join(json.dumps({**json.loads(x), "status": "ok", "error": None}) + "\n" for x in lines)
+    )
     code = main(["compare", str(base), str(tempered_results), "--metrics", "status"])
     out = capsys.readouterr().out
     assert code != 0

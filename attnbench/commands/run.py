@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from rich.markup import escape
+
 from attnbench import signals
 from attnbench.commands import command
 from attnbench.commands.common import (
@@ -66,8 +68,25 @@ def arguments(p: argparse.ArgumentParser) -> None:
         help="also profile each case (or the cases of these variants: names, globs, families) into "
         "profiles/<label>-<shape>/, linked from its record (suite key `profile`)",
     )
+    p.add_argument(
+        "--budget",
+        type=positive_number,
+        metavar="S",
+        help="start no case after S seconds; continue later with --resume (default: the suite's budget_s)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the cases by variant (run here / unsupported and why) and the time they should take",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also run variants a family or glob selects that cannot run on this device (as unsupported)",
+    )
     p.add_argument("--metric", help="metric of the summary table (default: the suite's `show`)")
     p.add_argument("--report", action="store_true", help="also write reports/<results name>.html at the end")
+    p.add_argument("--title", help="title of the --report page")
     p.add_argument("--corpus", type=Path, metavar="PATH", help=CORPUS_HELP)
 
 
@@ -76,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     """run a suite's sweep and write results"""
     import torch
 
-    from attnbench.report.table import LEGEND, metric, pivot, status_counts
-    from attnbench.report.terminal import print_frame
+    from attnbench.report.table import metric
     from attnbench.results import load_results
     from attnbench.runner.sweep import default_mem_limit, default_results_path, run_sweep
     from attnbench.suites import load_suite
@@ -88,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
     if args.timeout is not None:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
+    if args.budget is not None:
+        suite = dataclasses.replace(suite, budget_s=args.budget)
     if args.corpus is not None:
         suite = with_corpus(suite, args.corpus)
     if args.profile is not None:
@@ -96,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     cases = suite.cases(only=args.only, device=args.device)
     if not cases:
         raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
+    if not args.all:
+        cases = available_cases(cases, suite.named_variants() | named(args.only))
     if args.shard:
         cases = shard(cases, args.shard)
     if suite.settings.profile and suite.task is not None:
@@ -103,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
     if suite.settings.profile and not any(suite.settings.profiles(c.variant, c.label) for c in cases):
         raise UserError(f"profile {suite.settings.profile!r} selects none of suite {suite.name!r}'s cases")
     out = args.output or default_results_path(suite.name, resume=args.resume, shard=args.shard)
+    if args.dry_run:
+        print_plan(suite, cases, out, calibrate=True)
+        return 0
+    warn_if_long(suite, cases, out)
     if args.mem_limit is None:
         mem_limit = default_mem_limit(cases)
     else:
@@ -125,7 +151,23 @@ def run(args: argparse.Namespace) -> int:
         )
         return signals.exit_code(stop)
     df = load_results(out, on_warning=warn)  # a skipped line is a warning, not a Python warning
-    df = df[df["case_id"].isin({c.id for c in cases})]
+    if df.empty:  # the budget ran out before the first case
+        console.print(f"no case finished · {outcome.wall_s:.0f} s · results: {out}")
+    else:
+        summarise(df[df["case_id"].isin({c.id for c in cases})], suite, args, show, outcome, out)
+    if outcome.left:
+        console.print(
+            f"[yellow]time budget reached: {outcome.left} cases left; "
+            f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
+        )
+    return 0
+
+
+def summarise(df, suite, args: argparse.Namespace, show: str, outcome, out: Path) -> None:
+    """The end of a run: its table, status counts, profiles and the report."""
+    from attnbench.report.table import LEGEND, metric, pivot, status_counts
+    from attnbench.report.terminal import print_frame
+
     if suite.task and not args.metric:
         print_task_table(df, suite.task.name, "table", {}, title=suite.name)
     else:
@@ -136,13 +178,75 @@ def run(args: argparse.Namespace) -> int:
     )
     draw_profiles(df)
     if args.report:
-        console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', None)}")
-    if outcome.left:
-        console.print(
-            f"[yellow]time budget reached: {outcome.left} cases left; "
-            f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
+        console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', args.title)}")
+
+
+def named(only: str | None) -> set[str]:
+    """The exact variant names in an --only pattern list."""
+    return {p.strip() for p in (only or "").split(",") if p.strip()}
+
+
+def available_cases(cases: list, names: set[str]) -> list:
+    """`cases` less those of variants a family or glob selected that cannot run on their
+    device here, listed once each with the reason."""
+    from attnbench.runner.plan import skip_unavailable
+
+    kept, skipped = skip_unavailable(cases, names)
+    if skipped:
+        listed = "; ".join(f"{v}: {why}" for v, why in sorted(skipped.items()))
+        err.print(
+            f"[dim]skipped, cannot run here (--all runs them as unsupported): {escape(listed)}[/]",
+            soft_wrap=True,
         )
-    return 0
+    if not kept:
+        raise UserError(
+            f"none of the selected variants can run here ({', '.join(sorted(skipped))}); --all records them"
+        )
+    return kept
+
+
+def planned(suite, cases: list, out: Path, *, calibrate: bool):
+    """The plan of `cases`, with earlier results of this suite on this host as estimates."""
+    import socket
+
+    from attnbench.runner.plan import earlier_seconds, make_plan
+
+    files = sorted(Path("results").glob(f"{suite.name}-*.jsonl")) + ([out] if out.exists() else [])
+    earlier = earlier_seconds(files, socket.gethostname())
+    return make_plan(cases, suite.settings, earlier=earlier, calibrate=calibrate)
+
+
+def print_plan(suite, cases: list, out: Path, *, calibrate: bool) -> None:
+    """--dry-run: cases by variant, what cannot run and why, the estimated time."""
+    import pandas as pd
+
+    from attnbench.report.terminal import print_frame
+    from attnbench.runner.plan import duration, plan_rows
+
+    plan = planned(suite, cases, out, calibrate=calibrate)
+    print_frame(console, pd.DataFrame(plan_rows(plan, cases)), f"{suite.name}: the cases of this run")
+    missing = plan.unestimated()
+    console.print(
+        f"{len(cases)} cases: {len(plan.runnable)} run here, {len(plan.unsupported)} unsupported · "
+        f"estimated {duration(plan.estimate_s)} ({plan.from_earlier} from earlier results, "
+        f"{len(plan.seconds) - plan.from_earlier} from FLOPs and this machine's calibration"
+        + (f", {len(missing)} with no estimate" if missing else "")
+        + f"){'' if suite.budget_s is None else f' · budget {duration(suite.budget_s)}'}",
+        soft_wrap=True,
+    )
+
+
+def warn_if_long(suite, cases: list, out: Path) -> None:
+    """One line before a run whose estimate passes LONG_RUN_S (and its budget, if any)."""
+    from attnbench.runner.plan import LONG_RUN_S, duration
+
+    plan = planned(suite, cases, out, calibrate=suite.settings.calibrate)
+    limit = LONG_RUN_S if suite.budget_s is None else max(LONG_RUN_S, suite.budget_s)
+    if plan.estimate_s > limit:
+        warn(
+            f"this run is estimated at {duration(plan.estimate_s)} ({len(plan.runnable)} cases run here): "
+            "--dry-run shows where the time goes; --budget S stops it after S seconds (then --resume)"
+        )
 
 
 def draw_profiles(df) -> None:

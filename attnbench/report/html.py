@@ -39,7 +39,8 @@ table.sortable th { cursor: pointer; background: #f4f4f4; user-select: none; }
 table.sortable th[aria-sort="ascending"]::after { content: " ▲"; }
 table.sortable th[aria-sort="descending"]::after { content: " ▼"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.status-ok { color: #1a7f37; } .status-inaccurate, .status-oom, .status-error, .status-crash, .status-timeout { color: #c62828; }
+.status-ok { color: #1a7f37; }
+.status-inaccurate, .status-oom, .status-error, .status-crash, .status-timeout { color: #c62828; }
 .status-unsupported { color: #888; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 12px; }

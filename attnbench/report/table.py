@@ -56,7 +56,7 @@ METRICS = {
         Metric("wall_s", "wall time of the case, s", "{:.1f}"),
     )
 }
-ROW_AXES = ["label", "dtype", "device", "causal", "mode", "batch", "heads", "d_head", "threads"]
+ROW_AXES = ["label", "dtype", "device", "causal", "mode", "batch", "heads", "d_head", "threads", "run"]
 INVALID_MARK = "†"  # compile fell back / recompiled while timed
 NOISY_MARK = "~"  # spread above the noise threshold
 INACCURATE_MARK = "✗"  # measured, but its error against its oracle is above the tolerance
@@ -79,7 +79,7 @@ def pivot(df: pd.DataFrame, name: str, *, raw: bool = False, unsupported: bool =
     if not unsupported:
         df = hide_unsupported(df)
     rows = [c for c in ROW_AXES if c in df and (c == "label" or df[c].nunique(dropna=False) > 1)]
-    cells = df.apply(lambda r: _cell(r, m, raw), axis=1)
+    cells = df.apply(lambda r: status_cell(r, m, raw), axis=1)
     df = df.assign(_cell=cells)
     if "causal" in df:
         df["causal"] = df["causal"].map({True: "causal", False: "full"}).fillna(df["causal"])
@@ -96,7 +96,9 @@ def hide_unsupported(df: pd.DataFrame) -> pd.DataFrame:
     return kept if not kept.empty else df
 
 
-def _cell(row: pd.Series, m: Metric, raw: bool):
+def status_cell(row: pd.Series, m: Metric, raw: bool):
+    """The metric of one case as a table shows it: its value with its spread and marks, or its
+    status when it did not run."""
     if row["status"] not in MEASURED:
         return row["status"]
     value = row.get(m.column)
@@ -125,7 +127,7 @@ def status_counts(df: pd.DataFrame) -> str:
 MEASURED = ("ok", "inaccurate")  # statuses whose metrics were measured
 
 LEGEND = (
-    f"{INACCURATE_MARK} inaccurate (error against its oracle above the tolerance: it computes something else); "
+    f"{INACCURATE_MARK} inaccurate (error against its oracle above the tolerance: other maths); "
     f"{INVALID_MARK} invalid (torch.compile fell back to eager or recompiled while timed); "
     f"{NOISY_MARK} noisy (IQR above 10% of the median)"
 )

@@ -14,10 +14,11 @@ import math
 import pandas as pd
 
 from attnbench.errors import UserError, did_you_mean
+from attnbench.report import compare
 from attnbench.report.table import MEASURED, ROW_AXES, Metric, hide_unsupported, metric, status_cell
 from attnbench.results.frame import relative_spread
 
-SHAPE = ["batch", "heads", "seq_len", "d_head", "dtype", "device", "causal", "mode", "threads", "run"]
+SHAPE = [*compare.SHAPE, "run"]  # a ratio is taken within one run
 
 
 def metric_names(text: str) -> list[Metric]:

@@ -169,6 +169,7 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
                 )
             )
             metrics["err_vs"] = cls.reference  # what the error is measured against
+            metrics["err_kind"] = "approximation" if cls.approximates else "rounding"
             if not cls.approximates:  # an approximation's error is its result, not a fault
                 metrics["err_tolerance"] = accuracy.tolerances(case.dtype, case.mode, cls.error_scale)
         if settings.profiles(case.variant, case.label):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from attnbench.env import machine_env
+from attnbench.measure.calibrate import ceilings
 from attnbench.results.store import read_records
 from attnbench.runner.plan import make_plan
 from attnbench.runner.sweep import run_sweep
@@ -33,6 +34,8 @@ def main() -> None:
     args = p.parse_args()
     suite = load_suite(args.suite)
     cases = suite.cases()
+    for device, threads, dtype in sorted({(c.device, c.threads, c.dtype) for c in cases}):
+        ceilings(device, threads, (dtype,), force=True)  # this minute's load, as the run will meet
     plan = make_plan(cases, suite.settings, earlier={}, calibrate=True)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.jsonl"

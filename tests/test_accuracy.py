@@ -45,6 +45,7 @@ def _plugin_left_behind(monkeypatch):
     loaded = set(discovery._LOADED)
     yield
     REGISTRY.unregister("softmax.tempered")
+    REGISTRY.unregister("softmax.tempered_own")
     discovery._LOADED.intersection_update(loaded)
     for name in ("temperature_softmax", "mine"):
         sys.modules.pop(name, None)
@@ -73,6 +74,17 @@ def test_a_variant_checked_against_the_wrong_oracle_is_inaccurate(tempered_resul
     assert wrong["metrics"]["rel_err"] > 0.1 and "latency_ms" in wrong["metrics"]  # measured, kept
     assert right["status"] == "ok", right.get("error")  # oracle_kwargs hands the oracle its scale
     assert right["metrics"]["err_tolerance"]["grad_rel_err"] == accuracy.TOLERANCES["float32"][1]
+
+
+def test_a_plugin_may_bring_its_own_oracle(tmp_path):
+    suite = tmp_path / "own.toml"
+    suite.write_text(SUITE.replace('"softmax.tempered"]', '"softmax.tempered_own"]').split("[params")[0])
+    out = tmp_path / "r.jsonl"
+    args = ["run", "--plugin", str(PLUGIN), "--suite", str(suite), "-o", str(out), "--executor", "inline"]
+    assert main(args) == 0
+    (rec,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["metrics"]["err_vs"] == "tempered_softmax" and rec["metrics"]["rel_err"] < 1e-5
 
 
 def test_show_marks_the_inaccurate_case(tempered_results, capsys):

@@ -153,17 +153,29 @@ def duration(seconds: float) -> str:
 
 
 def plan_rows(plan: Plan, cases: list[Case]) -> list[dict[str, object]]:
-    """One row per variant label: cases that run here, cases recorded unsupported and the
-    first reason, and the estimated time of those that run."""
-    rows: dict[str, dict[str, object]] = {}
+    """One row per variant label: cases that run here and their estimated time, cases that
+    will be recorded unsupported and the first reason."""
+    runs: dict[str, int] = {}
+    skipped: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    why: dict[str, str] = {}
     for case in cases:
-        row = rows.setdefault(
-            case.label, {"variant": case.label, "runs": 0, "unsupported": 0, "s": 0.0, "why": ""}
-        )
+        label = case.label
+        runs.setdefault(label, 0)
+        skipped.setdefault(label, 0)
         if case.id in plan.unsupported:
-            row["unsupported"] += 1
-            row.setdefault("why unsupported", plan.unsupported[case.id])
+            skipped[label] += 1
+            why.setdefault(label, plan.unsupported[case.id])
         else:
-            row["runs"] += 1
-            row["s"] += plan.seconds.get(case.id, 0.0)
-    return [{**r, "estimate": duration(r.pop("s")) if r["runs"] else ""} for _, r in sorted(rows.items())]
+            runs[label] += 1
+            seconds[label] = seconds.get(label, 0.0) + plan.seconds.get(case.id, 0.0)
+    return [
+        {
+            "variant": label,
+            "runs": runs[label],
+            "estimate": duration(seconds[label]) if runs[label] else "",
+            "unsupported": skipped[label],
+            "why unsupported": why.get(label, ""),
+        }
+        for label in sorted(runs)
+    ]

@@ -42,8 +42,14 @@ def main() -> None:
         start = time.perf_counter()
         run_sweep(suite, plan.runnable, out=out)
         measured = time.perf_counter() - start
-        walls = {r["case_id"]: r["wall_s"] for r in read_records(out, warn=print)}
+        records = read_records(out, warn=print)
+    walls = {r["case_id"]: r["wall_s"] for r in records}
+    variant = {r["case_id"]: r["label"] for r in records}
     ratios = sorted(walls[c] / plan.seconds[c] for c in plan.seconds if walls.get(c))
+    by_variant: dict[str, list[float]] = {}
+    for c in plan.seconds:
+        if walls.get(c):
+            by_variant.setdefault(variant[c], []).append(round(walls[c] / plan.seconds[c], 2))
     result = {
         "suite": suite.name,
         "cases": len(plan.runnable),
@@ -55,6 +61,8 @@ def main() -> None:
             "median": round(statistics.median(ratios), 3),
             "max": round(ratios[-1], 3),
         },
+        "ratio_by_variant": by_variant,
+        "sum_of_case_wall_s": round(sum(walls.values()), 1),
         "env": machine_env(),
     }
     print(json.dumps(result, indent=1))

@@ -117,6 +117,8 @@ def test_the_estimate_grows_with_the_flops_and_counts_every_call():
     assert long == pytest.approx(plan.START_S + (1 + 2 + 2 + 7) * call)
     assert short < long
     assert plan.case_seconds(Case("softmax.sdpa", threads=1), settings, None) is None  # no calibration
+    flex = plan.case_seconds(Case("softmax.flex", (), 1, 8, 4096, 64, threads=1), settings, ceil)
+    assert flex == pytest.approx(long + plan.COMPILE_S)  # each new shape compiles
 
 
 def test_earlier_results_of_the_same_case_on_this_host_give_its_estimate(tmp_path):

@@ -24,6 +24,7 @@ from attnbench.registry import REGISTRY
 
 EFFICIENCY = 0.3  # share of the matmul peak an attention call reaches (CI suite, CPU)
 START_S = 0.35  # per case: building the variant and its inputs, the worker round trip
+COMPILE_S = 5.0  # per case of a compiled variant: torch.compile traces each new shape (CPU)
 LONG_RUN_S = 600.0  # past this estimate `run` says so before it starts
 
 
@@ -89,7 +90,8 @@ def case_seconds(case: Case, settings: MeasureSettings, ceilings) -> float | Non
     call = max(flops / (peak * EFFICIENCY), moved / (ceilings.copy_bytes_per_s or float("inf")))
     timed = max(settings.min_run_time, settings.min_samples * call) if "time" in settings.metrics else 0.0
     extra = ("memory" in settings.metrics) + ("error" in settings.metrics)
-    return START_S + (1 + settings.warmup + extra) * call + timed
+    compiling = COMPILE_S if cls.compiled else 0.0
+    return START_S + compiling + (1 + settings.warmup + extra) * call + timed
 
 
 def earlier_seconds(paths: Iterable[Path], host: str) -> dict[str, float]:

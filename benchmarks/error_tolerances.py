@@ -48,10 +48,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seq-len", type=int, nargs="+", default=[256, 2048])
     p.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
+    p.add_argument("--variants", default="*", help="names, globs or families (default: every one)")
+    p.add_argument("--append", action="store_true", help="add to the output file's measurements")
     p.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results/error_tolerances-cpu.json"))
     args = p.parse_args()
-    exact = [v for v in REGISTRY.all() if v.reference and not v.approximates and v.available("cpu")]
-    rows = []
+    chosen = REGISTRY.select(args.variants)
+    exact = [v for v in chosen if v.reference and not v.approximates and v.available("cpu")]
+    rows = json.loads(args.output.read_text()) if args.append and args.output.exists() else []
     for cls in exact:
         for n in args.seq_len:
             for dtype in args.dtype:
@@ -68,8 +71,9 @@ def main() -> None:
         if key not in worst or r["worst_over_tolerance"] > worst[key]["worst_over_tolerance"]:
             worst[key] = r
     for (dtype, mode), r in sorted(worst.items()):
+        grad = r.get("grad_rel_err", float("nan"))
         print(f"{dtype:9} {mode:8} worst {r['variant']} N={r['seq_len']}: rel {r['rel_err']:.2e}, "
-              f"grad {r.get('grad_rel_err', float('nan')):.2e}, {r['worst_over_tolerance']:.3f} of the tolerance")  # fmt: skip
+              f"grad {grad:.2e}, {r['worst_over_tolerance']:.3f} of the tolerance")  # fmt: skip
 
 
 if __name__ == "__main__":

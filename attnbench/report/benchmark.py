@@ -35,12 +35,14 @@ def cases_table(df: pd.DataFrame) -> Table:
     latency = metric("latency_ms")
     base = {tuple(r[a] for a in SHAPE): r for _, r in df[df["label"] == REFERENCE].iterrows()}
     has_ratio, has_d_dot = bool(base), "d_dot" in df and df["d_dot"].notna().any()
+    hosts = "hostname" in df and df["hostname"].nunique() > 1  # a cluster's, or files merged
     rows = []
     for _, r in df.sort_values(["label", "mode", "causal", "seq_len"]).iterrows():
         median, spread = r.get("latency_ms"), relative_spread(r)
         peak = r.get("peak_mem_bytes")
         row = [
             cell(r["label"]),
+            *([cell(r["hostname"])] if hosts else []),
             cell(str(Shape(r["batch"], r["heads"], r["seq_len"], r["d_head"]))),
             cell(r["dtype"]),
             cell(r["device"]),
@@ -58,7 +60,18 @@ def cases_table(df: pd.DataFrame) -> Table:
             row.append(cell(r.get("d_dot")))
         row += [cell(r.get("rel_err")), cell(error_source(r)), cell(r.get("error"))]
         rows.append(row)
-    columns = ["variant", "shape", "dtype", "device", "mask", "mode", "status", "median ms", "spread"]
+    columns = [
+        "variant",
+        *(["host"] if hosts else []),
+        "shape",
+        "dtype",
+        "device",
+        "mask",
+        "mode",
+        "status",
+        "median ms",
+        "spread",
+    ]
     columns += [ratio_title(latency, REFERENCE)] if has_ratio else []
     columns += ["peak MiB"] + (["d_dot"] if has_d_dot else [])
     columns += [ERROR_COLUMN, "measured against", "reason"]

@@ -19,7 +19,7 @@ from attnbench.report.benchmark import benchmark_section
 from attnbench.report.frontier import frontier_table, plot_frontier
 from attnbench.report.profiles import time_section
 from attnbench.report.sections import Figure, Section, frame_table, png
-from attnbench.report.table import hide_unsupported
+from attnbench.report.table import hide_unsupported, machines
 from attnbench.results.frame import task_column
 from attnbench.tasks import task_of_results
 
@@ -121,7 +121,7 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
         ("devices", ", ".join(sorted(df["device_name"].dropna().astype(str).unique()))),
         ("torch", ", ".join(sorted(df["torch"].dropna().astype(str).unique()))),
         ("git revision", ", ".join(sorted(df["git_revision"].dropna().astype(str).unique()))),
-        ("hosts", ", ".join(sorted(df["hostname"].dropna().astype(str).unique()))),
+        ("hosts", machines(df) or ", ".join(sorted(df["hostname"].dropna().astype(str).unique()))),
         ("cases", str(len(df))),
         (
             "variants that could not run here",

@@ -15,7 +15,7 @@ import pandas as pd
 
 from attnbench.errors import UserError, did_you_mean
 from attnbench.report import compare
-from attnbench.report.table import MEASURED, ROW_AXES, Metric, hide_unsupported, metric, status_cell
+from attnbench.report.table import MEASURED, Metric, hide_unsupported, metric, row_axes, status_cell
 from attnbench.results.frame import relative_spread
 
 SHAPE = [*compare.SHAPE, "run"]  # a ratio is taken within one run
@@ -71,7 +71,7 @@ def metrics_table(
         df = m.of(df)
     if not unsupported:
         df = hide_unsupported(df)
-    axes = [c for c in ROW_AXES if c in df and (c == "label" or df[c].nunique(dropna=False) > 1)]
+    axes = row_axes(df)
     shape = [c for c in SHAPE if c in df]
     base = {_key(r, shape): r for _, r in _baseline_rows(df, baseline).iterrows()} if baseline else {}
     rows = []

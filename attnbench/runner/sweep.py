@@ -1,10 +1,13 @@
-"""A sweep: cases through an executor into the results store, with a progress bar."""
+"""A sweep: cases through an executor into the results store, with a progress bar. Cases go
+one at a time through `run`, or, for an executor that runs many at once (`run_many`), as fast
+as it takes them; either way each result is appended as it arrives, in the order they finish."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +24,10 @@ from rich.progress import (
 
 from attnbench.cases import Case
 from attnbench.errors import UserError
+from attnbench.outcome import Outcome
 from attnbench.results.lock import check_writable, hold_results
 from attnbench.results.store import ResultStore, make_record
-from attnbench.runner.executors import make_executor
+from attnbench.runner.executors import Executor, make_executor
 from attnbench.suites import Suite
 
 RESULTS_DIR = Path("results")
@@ -129,9 +133,10 @@ def run_sweep(
     executor: str = "subprocess",
     mem_limit: int | None = None,
     console: Console | None = None,
+    executor_options: dict | None = None,
 ) -> SweepOutcome:
     """Run `cases` into `out`, held against other runs for the whole sweep; every path is
-    checked before the first case."""
+    checked before the first case. `executor_options`: the executor's own (`address`, …)."""
     console = console or Console(stderr=True)
     with hold_results(out):
         log_path = worker_log_path(out)
@@ -142,18 +147,28 @@ def run_sweep(
         outcome = SweepOutcome(path=out, total=len(cases), already_done=len(cases) - len(todo))
         announce(console, suite, outcome, executor)
         runner = make_executor(
-            executor, suite.settings, timeout_s=suite.timeout_s, mem_limit=mem_limit, log_path=log_path
+            executor,
+            suite.settings,
+            timeout_s=suite.timeout_s,
+            mem_limit=mem_limit,
+            log_path=log_path,
+            **(executor_options or {}),
         )
         start = time.perf_counter()
+
+        def within_budget() -> Iterator[Case]:
+            """The cases to run, until the time budget is spent (checked as each is taken)."""
+            for i, case in enumerate(todo):
+                if suite.budget_s is not None and time.perf_counter() - start > suite.budget_s:
+                    outcome.left = len(todo) - i
+                    return
+                yield case
+
         try:
             with Progress(*PROGRESS_COLUMNS, console=console, transient=False) as progress:
                 task = progress.add_task(suite.name, total=len(todo))
-                for i, case in enumerate(todo):
-                    if suite.budget_s is not None and time.perf_counter() - start > suite.budget_s:
-                        outcome.left = len(todo) - i
-                        break
-                    progress.update(task, description=str(case))
-                    result = runner.run(case)
+                show = lambda case: progress.update(task, description=str(case))
+                for case, result in outcomes(runner, within_budget(), show):
                     store.append(make_record(case, result, suite.name))
                     outcome.statuses[result.status] += 1
                     progress.advance(task)
@@ -163,3 +178,19 @@ def run_sweep(
             outcome.worker_starts = getattr(runner, "starts", 0)
             outcome.wall_s = time.perf_counter() - start
     return outcome
+
+
+def outcomes(
+    runner: Executor, cases: Iterable[Case], show: Callable[[Case], None]
+) -> Iterator[tuple[Case, Outcome]]:
+    """Each case with its outcome, as it finishes: through `run_many` where the executor has
+    one (the progress bar then names the case that finished last), else one `run` at a time
+    (naming the case that runs)."""
+    if hasattr(runner, "run_many"):
+        for case, result in runner.run_many(cases):
+            show(case)
+            yield case, result
+        return
+    for case in cases:
+        show(case)
+        yield case, runner.run(case)

@@ -64,7 +64,7 @@ def main() -> None:
                         if row:
                             rows.append(row)
                             print(json.dumps(row), flush=True)
-    args.output.write_text(json.dumps(rows, indent=1) + "\n")
+    args.output.write_text("[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n")  # a case a line
     worst: dict[tuple[str, str], dict] = {}
     for r in rows:
         key = (r["dtype"], r["mode"])

@@ -83,5 +83,5 @@ def regress(session: nox.Session) -> None:
     (speed as ratios to softmax.sdpa, exact CPU memory, statuses)."""
     install(session)
     out = f"{session.create_tmp()}/ci-current.jsonl"
-    session.run("attnbench", "run", "--suite", "ci", "-o", out)
+    session.run("attnbench", "run", "--suite", "ci", "--all", "-o", out)  # the baseline's cases
     session.run("attnbench", "compare", "results/baselines/ci-cpu.jsonl", out, *session.posargs)

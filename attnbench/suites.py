@@ -113,6 +113,11 @@ class Suite:
                                 out.setdefault(case.id, case)
         return list(out.values())
 
+    def named_variants(self, registry: Registry = REGISTRY) -> set[str]:
+        """The variants the sweeps name exactly (not through a family or a glob)."""
+        names = set(registry.names())
+        return {p.strip() for s in self.sweeps for item in s["variants"] for p in item.split(",")} & names
+
     def _with_task(self, case: Case) -> list[Case]:
         """The case itself, or one case per point of the task's grid, shaped by the task."""
         if self.task is None:

@@ -92,7 +92,7 @@ def test_records_of_the_wrong_types_are_skipped_with_a_warning_naming_file_line_
                 "metrics.latency_ms is 'fast', not a finite number",
                 "case.seq_len is '64', not an integer",
                 "case.causal is 'yes', not true/false",
-                "status 'fine' is none of ok, oom, timeout, crash, unsupported, error",
+                "status 'fine' is none of ok, inaccurate, oom, timeout, crash, unsupported, error",
                 "flags holds something other than strings",
                 "metrics.peak_mem_bytes is inf, not a finite number",
                 "case_id is 7, not a string",

@@ -138,7 +138,8 @@ def test_capacity_table_puts_d_dot_and_capacity_beside_the_losses():
     assert table.loc["linear.elu", "capacity (loss<0.01)"] == "16"
     assert table.loc["softmax.sdpa", "capacity (loss<0.01)"] == "16"
     assert table.loc["softmax.sdpa", "S=24"] == "oom"
-    assert capacity_table(df, 1.0).set_index("label").loc["linear.elu", "capacity (loss<1)"] == "24"
+    every_s_held = capacity_table(df, 1.0).set_index("label")  # the limit lies beyond the sweep
+    assert every_s_held.loc["linear.elu", "capacity (loss<1)"] == "≥ 24"
 
 
 def test_mqar_table_keeps_the_best_learning_rate():

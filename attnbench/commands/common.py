@@ -84,12 +84,13 @@ def load_plugins(names: list[str]) -> None:
     TASKS.discover()
 
 
-def load(paths: list[Path]) -> pd.DataFrame:
-    """The results in `paths`; a UserError when they hold none (an empty file is not a filter
-    that matched nothing)."""
+def load(paths: list[Path], *, runs: bool = False) -> pd.DataFrame:
+    """The results in `paths` (with `runs`, every file's records, see `results.runs`); a
+    UserError when they hold none (an empty file is not a filter that matched nothing)."""
     from attnbench.results import load_results
+    from attnbench.results.runs import load_runs
 
-    df = load_results(*paths, on_warning=warn)
+    df = load_runs(paths, on_warning=warn) if runs else load_results(*paths, on_warning=warn)
     if df.empty:
         names = ", ".join(str(p) for p in paths)
         raise UserError(f"{names} {'holds' if len(paths) == 1 else 'hold'} no results")

@@ -25,6 +25,7 @@ from attnbench.commands.common import (
     warn,
     write_report,
 )
+from attnbench.commands.planning import available_cases, named, print_plan, warn_if_long
 from attnbench.errors import UserError
 
 CORPUS_HELP = (
@@ -90,8 +91,25 @@ def arguments(p: argparse.ArgumentParser) -> None:
         help="also profile each case (or the cases of these variants: names, globs, families) into "
         "profiles/<label>-<shape>/, linked from its record (suite key `profile`)",
     )
+    p.add_argument(
+        "--budget",
+        type=positive_number,
+        metavar="S",
+        help="start no case after S seconds; continue later with --resume (default: the suite's budget_s)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the cases by variant (run here / unsupported and why) and the time they should take",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also run variants a family or glob selects that cannot run on this device (as unsupported)",
+    )
     p.add_argument("--metric", help="metric of the summary table (default: the suite's `show`)")
     p.add_argument("--report", action="store_true", help="also write reports/<results name>.html at the end")
+    p.add_argument("--title", help="title of the --report page")
     p.add_argument("--corpus", type=Path, metavar="PATH", help=CORPUS_HELP)
 
 
@@ -101,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from attnbench.env import CACHE_ENV
-    from attnbench.report.table import LEGEND, machines, metric, pivot, status_counts
-    from attnbench.report.terminal import print_frame
+    from attnbench.report.table import metric
     from attnbench.results import load_results
     from attnbench.runner.executors import check_executor
     from attnbench.runner.sweep import default_mem_limit, default_results_path, run_sweep
@@ -117,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
     if args.timeout is not None:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
+    if args.budget is not None:
+        suite = dataclasses.replace(suite, budget_s=args.budget)
     if args.corpus is not None:
         suite = with_corpus(suite, args.corpus)
     if args.profile is not None:
@@ -125,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     cases = suite.cases(only=args.only, device=args.device)
     if not cases:
         raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
+    if not args.all:
+        cases = available_cases(cases, suite.named_variants() | named(args.only))
     if args.shard:
         cases = shard(cases, args.shard)
     if suite.settings.profile and suite.task is not None:
@@ -132,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
     if suite.settings.profile and not any(suite.settings.profiles(c.variant, c.label) for c in cases):
         raise UserError(f"profile {suite.settings.profile!r} selects none of suite {suite.name!r}'s cases")
     out = args.output or default_results_path(suite.name, resume=args.resume, shard=args.shard)
+    if args.dry_run:
+        print_plan(suite, cases, out, calibrate=True)
+        return 0
+    warn_if_long(suite, cases, out)
     if args.mem_limit is None:
         mem_limit = default_mem_limit(cases)
     else:
@@ -155,7 +180,24 @@ def run(args: argparse.Namespace) -> int:
         )
         return signals.exit_code(stop)
     df = load_results(out, on_warning=warn)  # a skipped line is a warning, not a Python warning
-    df = df[df["case_id"].isin({c.id for c in cases})]
+    if df.empty:  # the budget ran out before the first case
+        console.print(f"no case finished · {outcome.wall_s:.0f} s · results: {out}")
+    else:
+        summarise(df[df["case_id"].isin({c.id for c in cases})], suite, args, show, outcome, out)
+    if outcome.left:
+        console.print(
+            f"[yellow]time budget reached: {outcome.left} cases left; "
+            f"continue with: attnbench run {f'--suite {args.suite}' if args.suite else '…'} "
+            f"-o {out} --resume[/]"
+        )
+    return 0
+
+
+def summarise(df, suite, args: argparse.Namespace, show: str, outcome, out: Path) -> None:
+    """The end of a run: its table, status counts, profiles and the report."""
+    from attnbench.report.table import LEGEND, machines, metric, pivot, status_counts
+    from attnbench.report.terminal import print_frame
+
     if suite.task and not args.metric:
         print_task_table(df, suite.task.name, "table", {}, title=suite.name)
     else:
@@ -168,14 +210,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"hosts: {machines(df)}", soft_wrap=True)
     draw_profiles(df)
     if args.report:
-        console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', None)}")
-    if outcome.left:
-        console.print(
-            f"[yellow]time budget reached: {outcome.left} cases left; "
-            f"continue with: attnbench run {f'--suite {args.suite}' if args.suite else '…'} "
-            f"-o {out} --resume[/]"
-        )
-    return 0
+        console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', args.title)}")
 
 
 def draw_profiles(df) -> None:

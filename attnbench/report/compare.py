@@ -23,6 +23,7 @@ import pandas as pd
 
 from attnbench.cases import describe
 from attnbench.errors import UserError, did_you_mean
+from attnbench.results.frame import relative_spread
 
 SHAPE = ["batch", "heads", "seq_len", "d_head", "dtype", "device", "causal", "mode", "threads"]
 
@@ -50,14 +51,6 @@ class Change:
 def _reference_latency(df: pd.DataFrame, reference: str) -> dict[tuple, pd.Series]:
     ref = df[(df["variant"] == reference) & (df["params"].fillna("") == "") & (df["status"] == "ok")]
     return {tuple(r[k] for k in SHAPE): r for _, r in ref.iterrows()}
-
-
-def _spread(row: pd.Series) -> float:
-    """Half the interquartile range relative to the median (0 when not recorded)."""
-    iqr, median = row.get("latency_iqr_ms"), row.get("latency_ms")
-    if iqr is None or median is None or pd.isna(iqr) or pd.isna(median) or not median:
-        return 0.0
-    return 0.5 * float(iqr) / float(median)
 
 
 def compare(base: pd.DataFrame, current: pd.DataFrame, rules: Rules = Rules()) -> list[Change]:
@@ -129,7 +122,7 @@ def _speed(cid, what, rb, rc, ref_b, ref_c, rules: Rules) -> list[Change]:
     ratio_b = rb["latency_ms"] / ref_b[key]["latency_ms"]
     ratio_c = rc["latency_ms"] / ref_c[key]["latency_ms"]
     rel = ratio_c / ratio_b - 1
-    spread = math.sqrt(sum(_spread(r) ** 2 for r in (rb, rc, ref_b[key], ref_c[key])))
+    spread = math.sqrt(sum(relative_spread(r) ** 2 for r in (rb, rc, ref_b[key], ref_c[key])))
     band = max(rules.threshold, rules.noise * spread)
     if abs(rel) <= band:
         return []

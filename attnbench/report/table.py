@@ -51,17 +51,18 @@ METRICS = {
         Metric("pct_peak_bw", "% of this machine's copy bandwidth", "{:.1f}", timed=True),
         Metric("roof_pct", "% of the roofline at its intensity", "{:.1f}", timed=True, derive=_roofline),
         Metric("peak_mem_bytes", "peak memory, MiB", "{:,.2f}", scale=1 / 2**20),
-        Metric("rel_err", "relative error vs float64", "{:.1e}"),
-        Metric("grad_rel_err", "gradient relative error vs float64", "{:.1e}"),
+        Metric("rel_err", "relative error vs the variant's own float64 oracle", "{:.1e}"),
+        Metric("grad_rel_err", "gradient relative error vs the variant's own float64 oracle", "{:.1e}"),
         Metric("wall_s", "wall time of the case, s", "{:.1f}"),
     )
 }
-ROW_AXES = ["label", "dtype", "device", "causal", "mode", "batch", "heads", "d_head", "threads"]
+ROW_AXES = ["label", "dtype", "device", "causal", "mode", "batch", "heads", "d_head", "threads", "run"]
 # results of several machines (a Ray cluster's nodes, files merged) are told apart by the
 # device they ran on: identical machines share a row, and a different one never hides in it
 MACHINE = "device_name"
 INVALID_MARK = "†"  # compile fell back / recompiled while timed
 NOISY_MARK = "~"  # spread above the noise threshold
+INACCURATE_MARK = "✗"  # measured, but its error against its oracle is above the tolerance
 
 
 def metric(name: str) -> Metric:
@@ -81,7 +82,7 @@ def pivot(df: pd.DataFrame, name: str, *, raw: bool = False, unsupported: bool =
     if not unsupported:
         df = hide_unsupported(df)
     rows = row_axes(df)
-    cells = df.apply(lambda r: _cell(r, m, raw), axis=1)
+    cells = df.apply(lambda r: status_cell(r, m, raw), axis=1)
     df = df.assign(_cell=cells)
     if MACHINE in rows:
         df[MACHINE] = df[MACHINE].fillna("unknown")  # pivot_table drops rows with a missing key
@@ -115,8 +116,10 @@ def hide_unsupported(df: pd.DataFrame) -> pd.DataFrame:
     return kept if not kept.empty else df
 
 
-def _cell(row: pd.Series, m: Metric, raw: bool):
-    if row["status"] != "ok":
+def status_cell(row: pd.Series, m: Metric, raw: bool):
+    """The metric of one case as a table shows it: its value with its spread and marks, or its
+    status when it did not run."""
+    if row["status"] not in MEASURED:
         return row["status"]
     value = row.get(m.column)
     if value is None or pd.isna(value):
@@ -127,6 +130,8 @@ def _cell(row: pd.Series, m: Metric, raw: bool):
     if m.spread and not pd.isna(row.get(m.spread)) and value:
         text += f" ±{50 * row[m.spread] / value:.0f}%"
     flags = str(row.get("flags") or "")
+    if row["status"] == "inaccurate":
+        text += INACCURATE_MARK
     if "fallback_eager" in flags or "recompiled_during_timing" in flags:
         text += INVALID_MARK
     elif m.timed and "noisy" in flags:
@@ -139,7 +144,10 @@ def status_counts(df: pd.DataFrame) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in counts.index)
 
 
+MEASURED = ("ok", "inaccurate")  # statuses whose metrics were measured
+
 LEGEND = (
+    f"{INACCURATE_MARK} inaccurate (error against its oracle above the tolerance: other maths); "
     f"{INVALID_MARK} invalid (torch.compile fell back to eager or recompiled while timed); "
     f"{NOISY_MARK} noisy (IQR above 10% of the median)"
 )

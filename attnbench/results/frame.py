@@ -25,6 +25,7 @@ RECORD_COLUMNS = [
     "flags",
     "wall_s",
     *ENV_COLUMNS,
+    "run",  # the file a row comes from, when several are read as runs (results.runs)
 ]
 
 
@@ -58,6 +59,14 @@ def task_column(df: pd.DataFrame) -> pd.Series:
     if "task.name" in df:
         return df["task.name"].where(df["task.name"].notna(), None)
     return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def relative_spread(row: pd.Series) -> float:
+    """Half the latency's interquartile range relative to its median (0 when not recorded)."""
+    iqr, median = row.get("latency_iqr_ms"), row.get("latency_ms")
+    if iqr is None or median is None or pd.isna(iqr) or pd.isna(median) or not median:
+        return 0.0
+    return 0.5 * float(iqr) / float(median)
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:

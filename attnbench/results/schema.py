@@ -14,7 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-STATUSES = ("ok", "oom", "timeout", "crash", "unsupported", "error")
+# `inaccurate`: measured, but its error against its oracle is above the tolerance
+# (attnbench.measure.accuracy); its metrics are kept
+STATUSES = ("ok", "inaccurate", "oom", "timeout", "crash", "unsupported", "error")
 
 NUMBER = (int, float)
 TOP_FIELDS: dict[str, type | tuple[type, ...]] = {

@@ -152,6 +152,14 @@ def capacity(losses: dict[int, float], threshold: float) -> int | None:
     return held
 
 
+def capacity_text(cap: int | None, losses: dict[int, float]) -> str:
+    """`60`; `≥ 96` when the variant held every S swept (its limit lies beyond the sweep);
+    `< 8` when it failed the smallest."""
+    if cap is None:
+        return f"< {min(losses)}"
+    return f"≥ {cap}" if cap == max(losses) else str(cap)
+
+
 def crossing(losses: dict[int, float], threshold: float) -> float | None:
     """Where the loss curve first crosses `threshold`: log-loss interpolated linearly in S
     between the capacity and the next swept S, so two variants that hold the same grid point
@@ -188,10 +196,7 @@ def capacity_table(df: pd.DataFrame, threshold: float, *, raw: bool = False) -> 
             losses[s] = float(r["best_loss"]) if ok else math.nan
             row[f"S={s}"] = (r["best_loss"] if raw else f"{r['best_loss']:.3g}") if ok else r["status"]
         cap = capacity(losses, threshold)
-        smallest = min(losses)
-        row[f"capacity (loss<{threshold:g})"] = (
-            cap if raw else (str(cap) if cap is not None else f"<{smallest}")
-        )
+        row[f"capacity (loss<{threshold:g})"] = cap if raw else capacity_text(cap, losses)
         cross = crossing(losses, threshold)
         row["crossing S"] = cross if raw else ("" if cross is None else f"{cross:.1f}")
         rows.append(row)
@@ -205,23 +210,31 @@ def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title
     """Retrieval results as the fast-weight paper's Fig. 2: best evaluation loss against the
     number of stored pairs S, one line per variant (d_dot in the legend), the capacity
     threshold dashed."""
-    from attnbench.report.figures import pyplot, save, with_devices
+    from attnbench.report.figures import outside_legend, pyplot, save, with_devices
     from attnbench.report.table import d_dot_of
 
     plt = pyplot()
     ok = df[(df["status"] == "ok") & df["best_loss"].notna()] if "best_loss" in df else df.iloc[0:0]
     if ok.empty:
         raise UserError("no ok retrieval results to plot")
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    settings = sorted(ok["task.setting"].dropna().unique()) if "task.setting" in ok else []
+    panels = [(s, ok[ok["task.setting"] == s]) for s in settings] if len(settings) > 1 else [(None, ok)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5), squeeze=False)
     colors = plt.get_cmap("tab10").colors
-    for i, (label, group) in enumerate(ok.groupby("label", sort=True)):
-        group = group.sort_values("task.S")
-        d_dot = d_dot_of(group)
-        suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
-        ax.plot(group["task.S"], group["best_loss"], "-o", color=colors[i % 10], label=label + suffix, ms=4)
-    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
-    ax.set_yscale("log")
-    ax.set_xlabel(with_devices("stored pairs S", ok))
-    ax.set_ylabel("best evaluation loss (0.5·squared error)")
-    ax.set_title(title or "associative retrieval: loss vs number of stored pairs")
-    return save(fig, ax, path)
+    labels = sorted(ok["label"].unique())  # one colour per variant across the panels
+    for ax, (setting, part) in zip(axes[0], panels, strict=True):
+        for label, group in part.groupby("label", sort=True):
+            group = group.sort_values("task.S")
+            d_dot = d_dot_of(group)
+            suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
+            color = colors[labels.index(label) % 10]
+            ax.plot(group["task.S"], group["best_loss"], "-o", color=color, label=label + suffix, ms=4)
+        ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
+        ax.set_yscale("log")
+        ax.set_xlabel(with_devices("stored pairs S", ok))
+        ax.set_ylabel("best evaluation loss (0.5·squared error)")
+        name = title or "associative retrieval: loss vs number of stored pairs"
+        ax.set_title(name if setting is None else f"{name}, setting {int(setting)}")
+        ax.grid(True, which="both", alpha=0.3)
+        outside_legend(ax)
+    return save(fig, axes[0][-1], path, legend=False)

@@ -21,9 +21,11 @@ from rich.progress import (
 
 from attnbench.cases import Case
 from attnbench.errors import UserError
+from attnbench.measure.noise import busy_warning
 from attnbench.results.lock import check_writable, hold_results
 from attnbench.results.store import ResultStore, make_record
 from attnbench.runner.executors import make_executor
+from attnbench.runner.rounds import Rounds, repeats
 from attnbench.suites import Suite
 
 RESULTS_DIR = Path("results")
@@ -46,6 +48,7 @@ class SweepOutcome:
     already_done: int
     statuses: Counter = field(default_factory=Counter)
     left: int = 0  # not run because the time budget ran out
+    repeat: int = 1  # rounds: `total` counts (case, round) pairs
     worker_starts: int = 0
     wall_s: float = 0.0
 
@@ -80,15 +83,16 @@ def worker_log_path(out: Path) -> Path:
     return log if log != out else out.with_name(out.name + ".worker.log")
 
 
-def finished_cases(store: ResultStore, suite: str, *, resume: bool) -> set[str]:
-    """The ids already in the results file, which this run will not run again. Never append a
-    fresh sweep to old results, nor resume another suite's file: either would mix two runs."""
+def finished_records(store: ResultStore, suite: str, *, resume: bool) -> list[dict]:
+    """The records already in the results file, which this run will not run again. Never
+    append a fresh sweep to old results, nor resume another suite's file: either would mix
+    two runs."""
     if not resume:
         if store.path.stat().st_size > 0:
             raise UserError(
                 f"{store.path} already holds results: add --resume to continue it, or -o a new path"
             )
-        return set()
+        return []
     records = store.records()
     others = sorted({str(r.get("suite")) for r in records if r.get("suite") not in (None, suite)})
     if others:
@@ -96,7 +100,7 @@ def finished_cases(store: ResultStore, suite: str, *, resume: bool) -> set[str]:
             f"--resume: {store.path} holds results of suite {others[0]!r}, not {suite!r}: "
             f"resume it with --suite {others[0]}, or -o a new file"
         )
-    return {r["case_id"] for r in records}
+    return records
 
 
 def plural(n: int, noun: str) -> str:
@@ -104,20 +108,42 @@ def plural(n: int, noun: str) -> str:
 
 
 def announce(console: Console, suite: Suite, outcome: SweepOutcome, executor: str) -> None:
-    """The run's first line: how many cases, how many already done, where they go."""
+    """The run's first line: how many cases (and rounds), how many already done, where they go."""
     todo = outcome.total - outcome.already_done
-    resumed = f" ({outcome.already_done:,} already done, {todo:,} to run)" if outcome.already_done else ""
+    unit = " replicates" if outcome.repeat > 1 else ""
+    resumed = (
+        f" ({outcome.already_done:,}{unit} already done, {todo:,} to run)" if outcome.already_done else ""
+    )
+    cases = plural(outcome.total // outcome.repeat, "case")
+    rounds = f" × {outcome.repeat} rounds" if outcome.repeat > 1 else ""
     console.print(
-        f"[bold]{escape(suite.name)}[/]: {plural(outcome.total, 'case')}{resumed} → "
+        f"[bold]{escape(suite.name)}[/]: {cases}{rounds}{resumed} → "
         f"{escape(str(outcome.path))}  (executor {executor})",
         soft_wrap=True,
     )
+    if suite.settings.repeat > outcome.repeat:
+        console.print(
+            f"[dim]repeat {suite.settings.repeat}: {suite.name} is not timed, its cases run once[/]"
+        )
     if todo > LARGE_SWEEP:
         console.print(
             f"[yellow]warning:[/] {todo:,} cases to run is a long sweep (hours, at a second a case): "
             "narrow it with --only or --shard, or set budget_s in [suite] and continue with --resume",
             soft_wrap=True,
         )
+
+
+def warn_if_busy(console: Console, suite: Suite) -> None:
+    """One line when other processes keep the machine busy before a timed sweep."""
+    if suite.task is None and "time" in suite.settings.metrics:
+        message = busy_warning()
+        if message:
+            console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def round_label(case: Case, round_: int, repeat: int) -> str:
+    """The progress bar's description: the case, and its round when there are replicates."""
+    return f"{case} (round {round_ + 1}/{repeat})" if repeat > 1 else str(case)
 
 
 def run_sweep(
@@ -137,10 +163,13 @@ def run_sweep(
         log_path = worker_log_path(out)
         check_writable(log_path, "worker log")
         store = ResultStore(out)
-        done = finished_cases(store, suite.name, resume=resume)
-        todo = [c for c in cases if c.id not in done]
-        outcome = SweepOutcome(path=out, total=len(cases), already_done=len(cases) - len(todo))
+        plan = Rounds(cases, repeats(suite))
+        plan.note_records(finished_records(store, suite.name, resume=resume))
+        todo = plan.todo()
+        total = len(cases) * plan.repeat
+        outcome = SweepOutcome(path=out, total=total, already_done=total - len(todo), repeat=plan.repeat)
         announce(console, suite, outcome, executor)
+        warn_if_busy(console, suite)
         runner = make_executor(
             executor, suite.settings, timeout_s=suite.timeout_s, mem_limit=mem_limit, log_path=log_path
         )
@@ -148,14 +177,17 @@ def run_sweep(
         try:
             with Progress(*PROGRESS_COLUMNS, console=console, transient=False) as progress:
                 task = progress.add_task(suite.name, total=len(todo))
-                for i, case in enumerate(todo):
+                for i, (round_, case) in enumerate(todo):
                     if suite.budget_s is not None and time.perf_counter() - start > suite.budget_s:
                         outcome.left = len(todo) - i
                         break
-                    progress.update(task, description=str(case))
-                    result = runner.run(case)
-                    store.append(make_record(case, result, suite.name))
-                    outcome.statuses[result.status] += 1
+                    if not plan.skip(case, round_):
+                        progress.update(task, description=round_label(case, round_, plan.repeat))
+                        result = runner.run(case)
+                        replicate = round_ if plan.repeat > 1 else None
+                        store.append(make_record(case, result, suite.name, round_=replicate))
+                        plan.note(case.id, round_, result.status)
+                        outcome.statuses[result.status] += 1
                     progress.advance(task)
                 progress.update(task, description=suite.name)
         finally:

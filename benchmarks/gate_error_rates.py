@@ -23,9 +23,10 @@ run the same command again to continue. `--summary` prints (and writes beside th
         [--suite gate] [--repeat R] [--variant softmax.naive]
         [--out benchmarks/results/gate_error_rates.jsonl] [--summary]
 
-One job of the gate suite (72 cases, 36 timed, 10 rounds) runs both workers for every case of
-every round: about 2 minutes on the quiet 2-core VM; 20 jobs of each kind (A/A, 10 %, 25 %)
-about 2 hours. Needs git.
+One job of the gate suite (6 cases, 4 judged, 8 rounds, both sides) took about a minute on the
+2-core VM while other agents' jobs kept it loaded (load average 13-17); 20 jobs of each kind
+(A/A, 10 %, 25 %) about an hour. `--keep DIR` keeps each job's base/head results;
+`--keep DIR --rejudge` judges them again with the rules of CONFIGS (added ones too). Needs git.
 """
 
 from __future__ import annotations
@@ -149,6 +150,20 @@ def judge(out: Path, variant: str) -> dict[str, Any]:
     return {"verdicts": verdicts, "latencies": latencies, "disturbed_share": round(disturbed, 3)}
 
 
+def rejudge(path: Path, keep: Path, variant: str) -> int:
+    """Judge every job of the JSONL whose results `--keep` kept again, with today's CONFIGS
+    (rules added after the campaign); returns how many jobs were judged again."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    again = 0
+    for row in rows:
+        out = keep / f"{row['kind']}-{row['job']}"
+        if (out / "base.jsonl").exists() and (out / "head.jsonl").exists():
+            row["verdicts"] = judge(out, variant)["verdicts"]
+            again += 1
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return again
+
+
 def done_jobs(path: Path) -> set[tuple[str, int]]:
     if not path.exists():
         return set()
@@ -199,11 +214,17 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/gate_error_rates.jsonl")
     parser.add_argument("--keep", type=Path, help="keep each job's base/head results under this folder")
     parser.add_argument("--summary", action="store_true", help="only summarise the JSONL so far")
+    parser.add_argument("--rejudge", action="store_true", help="judge the kept jobs again with every rule")
     args = parser.parse_args()
     if shutil.which("git") is None:
         print("needs git", file=sys.stderr)
         return 2
-    if not args.summary:
+    if args.rejudge:
+        if args.keep is None:
+            print("--rejudge needs --keep DIR, the folder the campaign kept its jobs in", file=sys.stderr)
+            return 2
+        print(f"{rejudge(args.out, args.keep, args.variant)} jobs judged again")
+    elif not args.summary:
         slowdowns = [float(s) for s in args.slowdowns.split(",") if s.strip()]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         done = done_jobs(args.out)

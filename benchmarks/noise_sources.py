@@ -7,8 +7,11 @@ detector's own counters (attnbench/measure/noise.py):
 2. **Neighbours.** The same small cases at 1 and at all of this machine's threads, alone and
    beside spinning processes (one, then one per core): the median, how many cores the others
    took, involuntary context switches, the flags.
-3. **The machine.** Whether a DAMON pageout scheme runs and what it may evict (its filters), the
-   swap, the frequency governor.
+3. **The machine.** Whether a DAMON pageout scheme runs, what it may evict (its filters) and how
+   long memory must sit idle first, the swap, the frequency governor.
+4. **The Timer's block size.** One small case timed again and again in one warm process with
+   `min_run_time` 0.05, 0.3 and 1 s (the Timer's blocks grow with it): how far its medians
+   spread (max/min) at each.
 
     python benchmarks/noise_sources.py [--json benchmarks/results/noise_sources.json]
 
@@ -19,6 +22,7 @@ part 2 says how busy it was before it started. Linux only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import sys
@@ -103,13 +107,41 @@ def neighbours_part() -> dict[str, Any]:
     return {"others_busy_before": noise.others_busy(), "rows": rows}
 
 
+def _text(path: Path) -> str:
+    return path.read_text().strip() if path.exists() else "?"
+
+
 def machine_part() -> dict[str, Any]:
-    filters = []
+    filters, schemes = [], []
     for path in sorted(Path(noise.DAMON_ADMIN).glob("*/contexts/*/schemes/*/ops_filters/*/type")):
-        allow = (path.parent / "allow").read_text().strip() if (path.parent / "allow").exists() else "?"
-        filters.append(f"{path.read_text().strip()}: allow={allow}")
+        filters.append(f"{path.read_text().strip()}: allow={_text(path.parent / 'allow')}")
+    for scheme in sorted(Path(noise.DAMON_ADMIN).glob("*/contexts/*/schemes/[0-9]*")):
+        context = scheme.parent.parent
+        aggr_us = _text(context / "monitoring_attrs/intervals/aggr_us")
+        age = _text(scheme / "access_pattern/age/min")
+        idle = int(age) * int(aggr_us) / 1e6 if age.isdigit() and aggr_us.isdigit() else None
+        scheme_info = {"action": _text(scheme / "action"), "operations": _text(context / "operations")}
+        scheme_info |= {"min_idle_s": idle, "quota_bytes_per_s": _text(scheme / "quotas/bytes")}
+        schemes.append(scheme_info)
     swap = [line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("SwapTotal")]
-    return {**noise.machine_noise_env(), "damon_filters": filters, "swap": swap}
+    return {**noise.machine_noise_env(), "damon_schemes": schemes, "damon_filters": filters, "swap": swap}
+
+
+def timer_part(times: int = 5) -> dict[str, Any]:
+    """The same warm case timed `times` times at each min_run_time: the spread of its medians."""
+    from attnbench.registry import REGISTRY
+    from attnbench.runner.execute import execute
+
+    REGISTRY.discover()
+    case = Case("softmax.sdpa", (), 1, 4, 512, 64, threads=1)
+    out = {"case": str(case), "others_busy_before": noise.others_busy()}
+    for min_run_time in (0.05, 0.3, 1.0):
+        settings = dataclasses.replace(SETTINGS, min_run_time=min_run_time)
+        medians = [execute(case, settings).metrics.get("latency_ms") for _ in range(times)]
+        ok = [m for m in medians if m]
+        spread = max(ok) / min(ok) if ok else None
+        out[f"min_run_time={min_run_time}"] = {"medians_ms": medians, "max_over_min": spread}
+    return out
 
 
 def main() -> int:
@@ -119,7 +151,12 @@ def main() -> int:
     from attnbench.measure.allocator import steady_cpu_allocator
 
     steady_cpu_allocator()
-    result = {"machine": machine_part(), "allocator": allocator_part(), "neighbours": neighbours_part()}
+    result = {
+        "machine": machine_part(),
+        "allocator": allocator_part(),
+        "timer": timer_part(),
+        "neighbours": neighbours_part(),
+    }
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -60,6 +60,13 @@ CONFIGS = {
     "holm-a0.05-e5": Rules(alpha=0.05, min_effect=0.05, correction="holm", metrics=("time",)),
     "holm-a0.01-e5": Rules(alpha=0.01, min_effect=0.05, correction="holm", metrics=("time",)),
     "holm-a0.001-e10": Rules(alpha=0.001, min_effect=0.10, correction="holm", metrics=("time",)),
+    # the replicates' latencies instead of their ratios to softmax.sdpa (same-job A/B only)
+    "latency-bh-a0.05-e5": Rules(speed="latency", metrics=("time",)),
+    "latency-holm-a0.05-e5": Rules(alpha=0.05, correction="holm", speed="latency", metrics=("time",)),
+    "latency-holm-a0.01-e5": Rules(alpha=0.01, correction="holm", speed="latency", metrics=("time",)),
+    "latency-holm-a0.01-e10": Rules(
+        alpha=0.01, min_effect=0.10, correction="holm", speed="latency", metrics=("time",)
+    ),
 }
 COMMENT = "# a comment, nothing else (A/A: the same code on both sides)\n"
 PLANT = """

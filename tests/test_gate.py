@@ -1,7 +1,8 @@
 """The speed gate on replicates, on synthetic results: identical distributions raise no alarm
 across many cases, a 30 % slowdown with small spread is caught and named, a slowdown under the
 minimum effect is not, improvements are listed, too few replicates say so, and single-run
-inputs say time cannot be judged reliably and fall back to the fixed band."""
+inputs say time cannot be judged reliably and fall back to the fixed band; within one job the
+latencies themselves can be judged, the reference's too."""
 
 from __future__ import annotations
 
@@ -21,16 +22,27 @@ def case(variant: str, n: int, mode: str) -> Case:
     return Case(variant, (), 1, 4, n, 64, "float32", "cpu", True, mode, 2)
 
 
-def results(path, *, seed: int, rounds: int = 8, spread: float = 0.05, plant: dict | None = None) -> str:
+def results(
+    path,
+    *,
+    seed: int,
+    rounds: int = 8,
+    spread: float = 0.05,
+    plant: dict | None = None,
+    drift: int | None = None,
+    drift_sd: float = 0.2,
+) -> str:
     """A results file of 6 variants × 4 lengths × 2 modes (40 cases tested against the
     reference), `rounds` replicates each, latencies log-normal around a fixed ratio to the
     reference, with a machine drift per round shared by every case; `plant` scales the
-    latency of (variant, n, mode) cases."""
+    latency of (variant, n, mode) cases. Files given the same `drift` seed share the machine's
+    drift round by round (log-normal, `drift_sd`), as both sides of one same-job A/B do."""
     rng = random.Random(seed)
+    machine = rng if drift is None else random.Random(f"drift-{drift}")
     plant = plant or {}
     lines = []
     for r in range(rounds):
-        drift = rng.lognormvariate(0, 0.2)  # the machine this round: up to ±40 %
+        drift = machine.lognormvariate(0, drift_sd)  # the machine this round: up to ±40 %
         for i, v in enumerate(VARIANTS):
             for n in LENGTHS:
                 for mode in ("fwd", "fwd+bwd"):
@@ -101,3 +113,19 @@ def test_single_run_inputs_cannot_judge_time_and_fall_back_to_the_band(tmp_path,
     assert code == 1, out
     assert "cannot be judged reliably" in out and "fall back to the fixed band" in out
     assert "1 run" in out and "linear.elu" in out
+
+
+def test_within_one_job_the_latencies_are_judged_and_the_reference_too(tmp_path, capsys):
+    # a machine that bursts call by call more than it drifts from one round to the next
+    same_job = {"drift": 7, "drift_sd": 0.01, "spread": 0.05}
+    code, out = gate(tmp_path, capsys, "--speed-as", "latency", base=same_job, current=same_job | {"seed": 3})
+    assert code == 0 and "no regression" in out, out
+    assert "48 cases judged on their replicates (≥ 8 a side): one-sided Mann–Whitney U on the latency" in out
+    plant = {("softmax.sdpa", 256, "fwd+bwd"): 1.3}  # the reference: no ratio to it can show this
+    current = same_job | {"seed": 3, "plant": plant}
+    code, out = gate(tmp_path, capsys, "--speed-as", "latency", base=same_job, current=current)
+    assert code == 1, out
+    rows = [line for line in out.splitlines() if "REGRESSION" in line]
+    assert len(rows) == 1 and "softmax.sdpa" in rows[0] and "N256" in rows[0] and " ms" in rows[0]
+    code, out = gate(tmp_path, capsys, base=same_job, current=current)
+    assert code == 0, out  # judged as ratios, the reference's own slowdown is invisible

@@ -17,7 +17,7 @@ GATES = ("time", "memory", "status")
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
-    from attnbench.report.compare import Rules
+    from attnbench.report.compare import SPEED_BASES, Rules
 
     p.add_argument("baseline", type=Path, nargs="?", help="baseline results file (JSON lines)")
     p.add_argument("current", type=Path, nargs="?", help="current results file")
@@ -54,6 +54,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
         choices=CORRECTIONS,
         default=Rules.correction,
         help="replicates: across a job's cases, Benjamini–Hochberg (bh) or Holm (default %(default)s)",
+    )
+    p.add_argument(
+        "--speed-as",
+        choices=SPEED_BASES,
+        default=Rules.speed,
+        help="replicates: compare each case's ratio to --reference round by round (default; across "
+        "runs), or its latencies (both sides from one job: compare --base; sharper)",
     )
     p.add_argument(
         "--threshold",
@@ -118,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         min_effect=args.min_effect,
         correction=args.correction,
+        speed=args.speed_as,
         threshold=args.threshold,
         noise=args.noise,
         metrics=metrics,

@@ -15,7 +15,10 @@ joins). Three kinds of change count as regressions:
   shared machine is larger than the spread inside a run): such cases fall back to the fixed
   band — worse by more than `threshold` *and* by more than `noise` times the combined spread
   of the four medians (half their interquartile ranges, relative, added in quadrature) — and
-  the gate says so;
+  the gate says so. Within one job (`compare --base`, both sides run case by case back to
+  back) the replicates' own latencies can be compared instead (`speed = "latency"`): no
+  reference measured at another moment of the round adds its noise, so the test is sharper;
+  it is only meaningful when both files come from one job;
 - **memory**: CPU peak bytes are exact, so any increase; GPU peak bytes, and those of
   compiled (inductor) kernels, whose buffers are the compiler's choice, beyond a tolerance;
 - **status**: a case that was `ok` and now is not (`oom`, `error`, `crash`, `timeout`, …).
@@ -34,9 +37,10 @@ import pandas as pd
 from attnbench import stats
 from attnbench.cases import describe
 from attnbench.errors import UserError, did_you_mean
-from attnbench.results.replicates import REFERENCE, SHAPE, reference_rows, round_ratios
+from attnbench.results.replicates import REFERENCE, SHAPE, reference_rows, round_latencies, round_ratios
 
 MIN_REPLICATES = 2  # ratios a side below which a case falls back to the fixed band
+SPEED_BASES = ("ratio", "latency")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class Rules:
     alpha: float = 0.05
     min_effect: float = 0.05  # … and a slowdown smaller than this (5 %) is never one
     correction: str = "bh"  # across the cases of a job: bh (Benjamini–Hochberg) or holm
+    # what the replicates compare: "ratio" (to the reference, round by round: across runs) or
+    # "latency" (the replicates' own medians: both sides from one same-job A/B only)
+    speed: str = "ratio"
     # a single run a side: a speed ratio this much worse (25 %) ...
     threshold: float = 0.25
     noise: float = 3.0  # ... and this many combined spreads worse, is a regression
@@ -102,6 +109,8 @@ def compare(base: pd.DataFrame, current: pd.DataFrame, rules: Rules = Rules()) -
             "the baseline and current results have no case in common (another suite, shapes or "
             "parameters): there is nothing to compare"
         )
+    if rules.speed not in SPEED_BASES:
+        raise UserError(f"speed {rules.speed!r}: choose from {', '.join(SPEED_BASES)}")
     if "time" in rules.metrics:
         _check_reference(rules.reference, base, current)
     changes: list[Change] = []
@@ -123,6 +132,11 @@ def compare(base: pd.DataFrame, current: pd.DataFrame, rules: Rules = Rules()) -
             continue
         if "memory" in rules.metrics:
             changes.extend(_memory(cid, what, rb, rc, rules))
+        if "time" in rules.metrics and rules.speed == "latency" and _has_latency(rb, rc):
+            lat_b, lat_c = round_latencies(rb), round_latencies(rc)
+            if min(len(lat_b), len(lat_c)) >= MIN_REPLICATES:
+                samples.append(SpeedSample(cid, what, lat_b, lat_c))
+                continue
         if "time" in rules.metrics and rc["variant"] != rules.reference and _has_latency(rb, rc):
             key = tuple(rc[k] for k in SHAPE)
             if key not in ref_b or key not in ref_c:
@@ -162,17 +176,18 @@ def judge(samples: list[SpeedSample], rules: Rules) -> list[Change]:
         rel = stats.median(s.current) / stats.median(s.base) - 1
         ci = stats.bootstrap_ratio_ci(s.current, s.base)
         interval = f"[{100 * (ci[0] - 1):+.1f}%, {100 * (ci[1] - 1):+.1f}%]" if ci else ""
-        base, current = _ratio_text(s.base), _ratio_text(s.current)
+        unit = "ms" if rules.speed == "latency" else "× ref"
+        base, current = _sample_text(s.base, unit), _sample_text(s.current, unit)
         out.append(
             Change(s.case_id, s.case, "speed", base, current, rel, p_slower <= rules.alpha, interval, p)
         )
     return out
 
 
-def _ratio_text(ratios: list[float]) -> str:
-    ci = stats.bootstrap_median_ci(ratios)
+def _sample_text(values: list[float], unit: str) -> str:
+    ci = stats.bootstrap_median_ci(values)
     where = f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""
-    return f"{stats.median(ratios):.3g}× ref{where}"
+    return f"{stats.median(values):.3g}{'' if unit.startswith('×') else ' '}{unit}{where}"
 
 
 def _cases(n: int) -> str:
@@ -186,9 +201,10 @@ def time_notes(samples: list[SpeedSample], single_run: int, rules: Rules) -> lis
     if samples:
         n = min(min(len(s.base), len(s.current)) for s in samples)
         name = {"bh": "Benjamini–Hochberg", "holm": "Holm"}[rules.correction]
+        basis = {"ratio": f"the ratio to {rules.reference}", "latency": "the latency (one job)"}[rules.speed]
         notes.append(
             f"time: {_cases(len(samples))} judged on their replicates (≥ {n} a side): one-sided "
-            f"Mann–Whitney U on the ratio to {rules.reference}, slowdowns past {rules.min_effect:.0%}, "
+            f"Mann–Whitney U on {basis}, slowdowns past {rules.min_effect:.0%}, "
             f"{name} across the cases at α = {rules.alpha:g}"
         )
         floor = stats.smallest_p(n, n)

@@ -78,6 +78,11 @@ def replicate_fields(latencies: list[float], rounds: list[int]) -> dict[str, Any
     return out
 
 
+def round_latencies(row: pd.Series | dict) -> list[float]:
+    """`row`'s per-round medians (ms), in round order."""
+    return [float(v) for v in _list(row, "latency_replicates_ms")]
+
+
 def round_ratios(row: pd.Series | dict, ref: pd.Series | dict) -> list[float]:
     """`row`'s latency over the reference's, round by round, for the rounds both have."""
     mine = dict(zip(_list(row, "replicate_rounds"), _list(row, "latency_replicates_ms"), strict=False))

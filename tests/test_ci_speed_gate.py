@@ -63,3 +63,4 @@ def test_with_a_previous_commit_it_runs_the_ab_with_the_measured_ci_rule(tmp_pat
     assert float(flags["--alpha"]) == rules.alpha
     assert float(flags["--min-effect"]) == rules.min_effect
     assert flags["--correction"] == rules.correction
+    assert flags["--speed-as"] == rules.speed

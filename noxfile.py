@@ -12,6 +12,7 @@ the README; set e.g. TORCH_SPEC="torch" on a GPU machine), then attnbench with i
                       benchmarks/gate_error_rates.py, arguments after --
     nox -s regress    run suites/ci.toml and compare it with results/baselines/ci-cpu.jsonl
     nox -s gpu        tests marked gpu (on a CUDA machine)
+    nox -s ray        the Ray executor's tests, slow ones included (installs the `ray` extra)
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ def slow(session: nox.Session) -> None:
 def gpu(session: nox.Session) -> None:
     install(session, "dev,gpu")
     session.run("pytest", "-m", "gpu", *session.posargs)
+
+
+@nox.session
+def ray(session: nox.Session) -> None:
+    """The Ray executor on a local Ray instance and a two-node test cluster."""
+    install(session, "dev,ray")
+    session.run("pytest", "-m", "ray", *session.posargs)
 
 
 @nox.session

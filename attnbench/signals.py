@@ -30,8 +30,19 @@ def describe(stop: KeyboardInterrupt) -> str:
     return "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
 
 
+_TERMINATED = [False]  # a SIGTERM arrived while `sigterm_as_interrupt` was in force
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    _TERMINATED[0] = True
     raise Terminated()
+
+
+def as_received(stop: KeyboardInterrupt) -> KeyboardInterrupt:
+    """`stop` as the signal that caused it: code that catches a KeyboardInterrupt and raises
+    a plain one in its place (Ray's `wait` and `get` do) would otherwise report a SIGTERM as
+    Ctrl-C."""
+    return Terminated() if _TERMINATED[0] and not isinstance(stop, Terminated) else stop
 
 
 def _in_main_thread() -> bool:
@@ -47,6 +58,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    _TERMINATED[0] = False
     try:
         yield
     finally:

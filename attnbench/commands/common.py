@@ -34,6 +34,17 @@ def positive_number(text: str) -> float:
     return value
 
 
+def positive_integer(text: str) -> int:
+    """argparse type of a count: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+    return value
+
+
 def non_negative_number(text: str) -> float:
     """argparse type of a limit where 0 means none: a finite number, 0 or above."""
     value = _finite(text)

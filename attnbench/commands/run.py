@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 from attnbench import signals
@@ -15,6 +16,7 @@ from attnbench.commands.common import (
     err,
     load_plugins,
     non_negative_number,
+    positive_integer,
     positive_number,
     print_task_table,
     unsupported_note,
@@ -38,7 +40,26 @@ def arguments(p: argparse.ArgumentParser) -> None:
         "--executor",
         choices=EXECUTORS.names(),
         default="subprocess",
-        help="subprocess (default): isolate each case; inline: in this process",
+        help="subprocess (default): isolate each case; inline: in this process; ray: on a Ray cluster, "
+        "many cases at once (pip install 'attnbench[ray]')",
+    )
+    p.add_argument(
+        "--address",
+        help="with --executor ray: the Ray cluster to join (`auto`: the one `ray start` made here; "
+        "default: start a local Ray instance)",
+    )
+    p.add_argument(
+        "--max-parallel",
+        type=positive_integer,
+        metavar="K",
+        help="with --executor ray: at most K cases at once (default: as many as the cluster holds)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="where trained checkpoints and calibrations are kept (default $ATTNBENCH_CACHE_DIR or "
+        "~/.cache/attnbench); a folder every node sees lets a cluster train each model once",
     )
     p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
     p.add_argument(
@@ -83,14 +104,20 @@ def run(args: argparse.Namespace) -> int:
     """run a suite's sweep and write results"""
     import torch
 
-    from attnbench.report.table import LEGEND, metric, pivot, status_counts
+    from attnbench.env import CACHE_ENV
+    from attnbench.report.table import LEGEND, machines, metric, pivot, status_counts
     from attnbench.report.terminal import print_frame
     from attnbench.results import load_results
+    from attnbench.runner.executors import check_executor
     from attnbench.runner.rounds import with_repeat
     from attnbench.runner.sweep import default_mem_limit, default_results_path, run_sweep
     from attnbench.suites import load_suite
 
     load_plugins(args.plugin)
+    executor_options = {"address": args.address, "max_parallel": args.max_parallel}
+    check_executor(args.executor, executor_options)
+    if args.cache_dir is not None:
+        os.environ[CACHE_ENV] = str(args.cache_dir.resolve())  # workers, here or on other nodes, read it
     suite = load_suite(args.suite)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
@@ -125,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             executor=args.executor,
             mem_limit=mem_limit,
             console=err,
+            executor_options=executor_options,
         )
     except KeyboardInterrupt as stop:
         err.print(
@@ -143,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"{status_counts(df)} · {outcome.wall_s:.0f} s · results: {out}{unsupported_note(df, False)}"
     )
+    if machines(df):
+        console.print(f"hosts: {machines(df)}", soft_wrap=True)
     draw_profiles(df)
     if args.report:
         console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', None)}")

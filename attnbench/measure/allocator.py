@@ -6,8 +6,10 @@ and trims the heap top, so what a call costs depends on what ran before it. Meas
 same SDPA call at 10.9 ms and 4.7 ms in one process; FAVOR+ at N = 8192 (32 MiB feature
 tensors) at 100 ms with 40,000 page faults per call against 61 ms with none, and `linear.elu`
 slowing from 28 to 44 ms after it. Serving every block from the heap (no mmap) and keeping
-freed memory (trim only above 4 GiB) gives every case the allocator a long-running process
-settles into, whatever ran before it: no page faults once warm.
+freed memory (trim only above 2 GiB) gives every case the allocator a long-running process
+settles into, whatever ran before it: no page faults once warm. (mallopt takes a C int: the
+4 GiB this module asked for until issue 19 wrapped to 0, which trimmed the heap on every free,
+so every large allocation faulted all its pages in: 4,096 faults per 16 MiB block, measured.)
 
 The price of keeping freed memory is a worker that grows over a sweep: each case of a slightly
 larger size than the last left its blocks free but resident, fragmented around long-lived small

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from attnbench.errors import UserError
-from attnbench.report.table import ROW_AXES, crossover, hide_unsupported, metric
+from attnbench.report.table import crossover, hide_unsupported, metric, row_axes
 
 
 def scaling_exponent(n: np.ndarray, y: np.ndarray) -> float | None:
@@ -38,7 +38,7 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
         ok = ok.iloc[0:0]
     if ok.empty:
         raise UserError(f"no ok results hold a positive {name!r} to plot (the axes are logarithmic)")
-    varying = [c for c in ROW_AXES[1:] if c in ok and ok[c].nunique(dropna=False) > 1]
+    varying = row_axes(ok)[1:]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     groups = list(ok.groupby(["label", *varying], dropna=False, sort=True))
     colors = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
@@ -73,7 +73,7 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
 def _axis_text(axis: str, value) -> str:
     if axis == "causal":
         return "causal" if value else "full"
-    if axis in ("label", "mode", "dtype", "device"):
+    if axis in ("label", "mode", "dtype", "device", "device_name"):
         return str(value)
     return f"{axis}={value}"
 

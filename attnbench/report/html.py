@@ -20,7 +20,7 @@ from attnbench.report import figures
 from attnbench.report.frontier import frontier_table, plot_frontier
 from attnbench.report.profiles import time_section
 from attnbench.report.sections import Cell, Figure, Section, Table, cell, frame_table, png
-from attnbench.report.table import DISTURBED, hide_unsupported, interval_text, metric
+from attnbench.report.table import DISTURBED, hide_unsupported, interval_text, machines, metric
 from attnbench.results.frame import task_column
 from attnbench.tasks import task_of_results
 
@@ -126,6 +126,7 @@ def cases_table(df: pd.DataFrame) -> Table:
     interval over replicates), peak memory, error against float64, its flags, and why it did
     not run."""
     rows = []
+    hosts = df["hostname"].nunique() > 1 if "hostname" in df else False  # a cluster's, or files merged
     for _, r in df.sort_values(["label", "mode", "causal", "seq_len"]).iterrows():
         median, iqr = r.get("latency_ms"), r.get("latency_iqr_ms")
         spread = (
@@ -138,6 +139,7 @@ def cases_table(df: pd.DataFrame) -> Table:
         rows.append(
             [
                 cell(r["label"]),
+                *([cell(r["hostname"])] if hosts else []),
                 cell(str(Shape(r["batch"], r["heads"], r["seq_len"], r["d_head"]))),
                 cell(r["dtype"]),
                 cell(r["device"]),
@@ -153,8 +155,8 @@ def cases_table(df: pd.DataFrame) -> Table:
                 cell(r.get("error")),
             ]
         )
-    columns = ["variant", "shape", "dtype", "device", "mask", "mode", "status", "median ms", "spread",
-               "95% CI ms", "peak MiB", "rel err", "flags", "reason"]  # fmt: skip
+    columns = ["variant", *(["host"] if hosts else []), "shape", "dtype", "device", "mask", "mode", "status",
+               "median ms", "spread", "95% CI ms", "peak MiB", "rel err", "flags", "reason"]  # fmt: skip
     return Table("Every case (click a header to sort)", columns, rows)
 
 
@@ -214,7 +216,7 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
         ("devices", ", ".join(sorted(df["device_name"].dropna().astype(str).unique()))),
         ("torch", ", ".join(sorted(df["torch"].dropna().astype(str).unique()))),
         ("git revision", ", ".join(sorted(df["git_revision"].dropna().astype(str).unique()))),
-        ("hosts", ", ".join(sorted(df["hostname"].dropna().astype(str).unique()))),
+        ("hosts", machines(df) or ", ".join(sorted(df["hostname"].dropna().astype(str).unique()))),
         ("DAMON pageout", _env_values(df, "damon_pageout")),
         ("cpufreq governor", _env_values(df, "cpu_governor")),
         ("cases", str(len(df))),

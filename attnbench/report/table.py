@@ -67,6 +67,9 @@ METRICS = {
     )
 }
 ROW_AXES = ["label", "dtype", "device", "causal", "mode", "batch", "heads", "d_head", "threads"]
+# results of several machines (a Ray cluster's nodes, files merged) are told apart by the
+# device they ran on: identical machines share a row, and a different one never hides in it
+MACHINE = "device_name"
 INVALID_MARK = "†"  # compile fell back / recompiled while timed
 NOISY_MARK = "~"  # spread above the noise threshold
 DISTURBED_MARK = "!"  # other processes or page faults disturbed the timed region
@@ -89,14 +92,31 @@ def pivot(df: pd.DataFrame, name: str, *, raw: bool = False, unsupported: bool =
     df = m.of(df)
     if not unsupported:
         df = hide_unsupported(df)
-    rows = [c for c in ROW_AXES if c in df and (c == "label" or df[c].nunique(dropna=False) > 1)]
+    rows = row_axes(df)
     cells = df.apply(lambda r: _cell(r, m, raw), axis=1)
     df = df.assign(_cell=cells)
+    if MACHINE in rows:
+        df[MACHINE] = df[MACHINE].fillna("unknown")  # pivot_table drops rows with a missing key
     if "causal" in df:
         df["causal"] = df["causal"].map({True: "causal", False: "full"}).fillna(df["causal"])
     table = df.pivot_table(index=rows, columns="seq_len", values="_cell", aggfunc="first", sort=True)
     table.columns = [f"N={c}" for c in table.columns]
     return table.reset_index().fillna("")
+
+
+def row_axes(df: pd.DataFrame) -> list[str]:
+    """`label`, the case axes that vary in `df`, and the machine where there are several."""
+    rows = [c for c in ROW_AXES if c in df and (c == "label" or df[c].nunique(dropna=False) > 1)]
+    return rows + ([MACHINE] if MACHINE in df and df[MACHINE].nunique() > 1 else [])
+
+
+def machines(df: pd.DataFrame) -> str:
+    """`host-a (12 cases), host-b (30 cases)`: where the results ran, when on more than one
+    host; "" otherwise."""
+    if "hostname" not in df or df["hostname"].nunique() < 2:
+        return ""
+    counts = df["hostname"].value_counts().sort_index()
+    return ", ".join(f"{host} ({n} case{'s' * (n != 1)})" for host, n in counts.items())
 
 
 def hide_unsupported(df: pd.DataFrame) -> pd.DataFrame:

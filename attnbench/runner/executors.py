@@ -1,11 +1,16 @@
 """Executors run one case and return its outcome: `inline` in this process (fast, for tests
 and debugging), `subprocess` in a reused worker process, so an OOM, a crash or a hang
-becomes a status and the sweep goes on.
+becomes a status and the sweep goes on; `ray` (`ray_executor.py`) on a Ray cluster, many at once.
 
 An executor is a class registered with `@register_executor(name)` anywhere under
 `attnbench/runner/` (or in a plugin), constructed with the suite's measurement settings and
-`timeout_s`, `mem_limit`, `log_path`; `run(case)` returns an `Outcome` and never raises for
-what the case does; `close()` releases its workers.
+`timeout_s`, `mem_limit`, `log_path`, plus the options it names in `options` (command-line
+flags such as `--address`); `run(case)` returns an `Outcome` and never raises for what the
+case does; `close()` releases its workers. An executor that runs cases in parallel also has
+`run_many(cases)`, which takes cases from the iterable as it has room for them and yields
+`(case, outcome)` as each finishes; the sweep uses it where it exists. A classmethod
+`preflight(**options)`, where there is one, raises a UserError before anything runs (a package
+missing, a cluster that does not answer); it gets the executor's own options.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from attnbench.cases import Case
 from attnbench.discovery import Catalog
@@ -36,6 +41,8 @@ STARTUP_TIMEOUT_S = 300.0
 
 
 class Executor(Protocol):
+    options: ClassVar[tuple[str, ...]]  # the executor's own options, by keyword
+
     def run(self, case: Case) -> Outcome: ...
     def close(self) -> None: ...
 
@@ -56,6 +63,8 @@ def register_executor(name: str) -> Callable[[E], E]:
 class InlineExecutor:
     """Each case in this process: no isolation from a crash, no start-up cost. A case past
     `timeout_s` is stopped by a timer (see `Deadline`) and recorded `timeout`."""
+
+    options = ()
 
     def __init__(self, settings: MeasureSettings, *, timeout_s: float | None = None, **_: object) -> None:
         self.settings = settings
@@ -84,6 +93,8 @@ class SubprocessExecutor:
     the worker's time (start-up not included); past it the worker is killed and replaced. A
     worker that dies mid-case (not by the OOM killer) is replaced and the case rerun once, so
     a kill from outside costs no result; a second death records `crash`."""
+
+    options = ()
 
     def __init__(
         self,
@@ -215,6 +226,20 @@ def failed(case: Case, status: str, error: str, wall_s: float) -> Outcome:
     return Outcome(status, error, env=env, wall_s=round(wall_s, 3))
 
 
+def check_executor(kind: str, options: dict[str, Any]) -> None:
+    """Refuse, before anything runs, an option `kind` does not take (`--address` without
+    `--executor ray`) and an executor that cannot run here (its `preflight`)."""
+    cls = EXECUTORS.get(kind)
+    extra = sorted(k for k, v in options.items() if v is not None and k not in getattr(cls, "options", ()))
+    if extra:
+        flag = "--" + extra[0].replace("_", "-")
+        takers = sorted(n for n, c in EXECUTORS.items().items() if extra[0] in getattr(c, "options", ()))
+        hint = f": it is an option of --executor {' or '.join(takers)}" if takers else ""
+        raise UserError(f"{flag} does not apply to --executor {kind}{hint}")
+    if hasattr(cls, "preflight"):
+        cls.preflight(**{k: v for k, v in options.items() if k in getattr(cls, "options", ())})
+
+
 def make_executor(
     kind: str,
     settings: MeasureSettings,
@@ -222,6 +247,10 @@ def make_executor(
     timeout_s: float,
     mem_limit: int | None,
     log_path: str | Path | None,
+    **options: Any,
 ) -> Executor:
+    """The executor `kind`, with those of `options` that are set (the CLI passes None for a
+    flag not given)."""
     cls = EXECUTORS.get(kind)
-    return cls(settings, timeout_s=timeout_s, mem_limit=mem_limit, log_path=log_path)
+    given = {k: v for k, v in options.items() if v is not None}
+    return cls(settings, timeout_s=timeout_s, mem_limit=mem_limit, log_path=log_path, **given)

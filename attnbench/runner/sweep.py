@@ -1,10 +1,14 @@
-"""A sweep: cases through an executor into the results store, with a progress bar."""
+"""A sweep: cases through an executor into the results store, with a progress bar. Cases go
+one at a time through `run`, or, for an executor that runs many at once (`run_many`), as fast
+as it takes them; either way each result is appended as it arrives, in the order they finish."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +26,10 @@ from rich.progress import (
 from attnbench.cases import Case
 from attnbench.errors import UserError
 from attnbench.measure.noise import busy_warning
+from attnbench.outcome import Outcome
 from attnbench.results.lock import check_writable, hold_results
 from attnbench.results.store import ResultStore, make_record
-from attnbench.runner.executors import make_executor
+from attnbench.runner.executors import Executor, make_executor
 from attnbench.runner.rounds import Rounds, repeats
 from attnbench.suites import Suite
 
@@ -155,9 +160,10 @@ def run_sweep(
     executor: str = "subprocess",
     mem_limit: int | None = None,
     console: Console | None = None,
+    executor_options: dict | None = None,
 ) -> SweepOutcome:
     """Run `cases` into `out`, held against other runs for the whole sweep; every path is
-    checked before the first case."""
+    checked before the first case. `executor_options`: the executor's own (`address`, …)."""
     console = console or Console(stderr=True)
     with hold_results(out):
         log_path = worker_log_path(out)
@@ -171,27 +177,67 @@ def run_sweep(
         announce(console, suite, outcome, executor)
         warn_if_busy(console, suite)
         runner = make_executor(
-            executor, suite.settings, timeout_s=suite.timeout_s, mem_limit=mem_limit, log_path=log_path
+            executor,
+            suite.settings,
+            timeout_s=suite.timeout_s,
+            mem_limit=mem_limit,
+            log_path=log_path,
+            **(executor_options or {}),
         )
         start = time.perf_counter()
+
+        taken = 0  # (case, round) pairs taken from `todo`, skipped ones too
+
+        def within_budget(pairs: list[tuple[int, Case]]) -> Iterator[Case]:
+            """The round's cases to run, until the time budget is spent (checked as each is
+            taken); a case that failed in an earlier round is passed over."""
+            nonlocal taken
+            for round_, case in pairs:
+                if suite.budget_s is not None and time.perf_counter() - start > suite.budget_s:
+                    outcome.left = len(todo) - taken
+                    return
+                taken += 1
+                if plan.skip(case, round_):
+                    progress.advance(task)
+                    continue
+                yield case
+
         try:
             with Progress(*PROGRESS_COLUMNS, console=console, transient=False) as progress:
                 task = progress.add_task(suite.name, total=len(todo))
-                for i, (round_, case) in enumerate(todo):
-                    if suite.budget_s is not None and time.perf_counter() - start > suite.budget_s:
-                        outcome.left = len(todo) - i
-                        break
-                    if not plan.skip(case, round_):
-                        progress.update(task, description=round_label(case, round_, plan.repeat))
-                        result = runner.run(case)
+                # round by round: a case is once in a round, so each outcome names its pair
+                # even where the executor finishes cases out of order (run_many)
+                for round_, pairs in itertools.groupby(todo, key=lambda pair: pair[0]):
+                    show = lambda case, r=round_: progress.update(
+                        task, description=round_label(case, r, plan.repeat)
+                    )
+                    for case, result in outcomes(runner, within_budget(list(pairs)), show):
                         replicate = round_ if plan.repeat > 1 else None
                         store.append(make_record(case, result, suite.name, round_=replicate))
                         plan.note(case.id, round_, result.status)
                         outcome.statuses[result.status] += 1
-                    progress.advance(task)
+                        progress.advance(task)
+                    if outcome.left:
+                        break
                 progress.update(task, description=suite.name)
         finally:
             runner.close()
             outcome.worker_starts = getattr(runner, "starts", 0)
             outcome.wall_s = time.perf_counter() - start
     return outcome
+
+
+def outcomes(
+    runner: Executor, cases: Iterable[Case], show: Callable[[Case], None]
+) -> Iterator[tuple[Case, Outcome]]:
+    """Each case with its outcome, as it finishes: through `run_many` where the executor has
+    one (the progress bar then names the case that finished last), else one `run` at a time
+    (naming the case that runs)."""
+    if hasattr(runner, "run_many"):
+        for case, result in runner.run_many(cases):
+            show(case)
+            yield case, result
+        return
+    for case in cases:
+        show(case)
+        yield case, runner.run(case)

@@ -8,6 +8,7 @@ axes, per-variant parameter sweeps and limits, and how to measure::
     timeout_s = 120          # per case; a hang past it is recorded `timeout`
     budget_s = 600           # optional: stop after this long, finish later with --resume
     min_run_time_s = 0.3     # timed seconds per case (at least min_samples = 7 samples)
+    repeat = 5               # replicates: every timed case 5 times, in 5 shuffled rounds
     metrics = ["time", "memory", "error"]
     show = "latency_ms"      # the summary table's metric
     profile = "linear.*"     # also profile these variants' cases (true: every case) into profiles/
@@ -192,6 +193,7 @@ class SuiteKey:
     types: type | tuple[type, ...]
     minimum: float | None = None  # the least value allowed
     above: float | None = None  # values must exceed this one
+    maximum: float | None = None  # the most allowed
 
     def problem(self, value: Any) -> str | None:
         """Why `value` cannot be this key's value, or None."""
@@ -203,6 +205,8 @@ class SuiteKey:
             return f"must be above {self.above}, not {value}"
         if self.minimum is not None and value < self.minimum:
             return f"must be at least {self.minimum}, not {value}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum}, not {value}"
         return None
 
 
@@ -222,7 +226,10 @@ def _suite_keys() -> dict[str, SuiteKey]:
     owned |= {key: settings[name] for key, name in MeasureSettings.suite_keys().items()}
     return {
         key: SuiteKey(
-            accepts[str(f.type).removesuffix(" | None")], f.metadata.get("minimum"), f.metadata.get("above")
+            accepts[str(f.type).removesuffix(" | None")],
+            f.metadata.get("minimum"),
+            f.metadata.get("above"),
+            f.metadata.get("maximum"),
         )
         for key, f in owned.items()
     }

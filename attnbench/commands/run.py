@@ -66,6 +66,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
         "~/.cache/attnbench); a folder every node sees lets a cluster train each model once",
     )
     p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        metavar="R",
+        help="replicates: time every case R times, in R rounds of shuffled order, each with its own "
+        "median; tables show the median of the R and its 95%% interval (suite key `repeat`; tasks run once)",
+    )
     p.add_argument("--only", help="only variants matching this name, glob or family")
     p.add_argument(
         "--shard",
@@ -122,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from attnbench.report.table import metric
     from attnbench.results import load_results
     from attnbench.runner.executors import check_executor
+    from attnbench.runner.rounds import with_repeat
     from attnbench.runner.sweep import default_mem_limit, default_results_path, run_sweep
 
     load_plugins(args.plugin)
@@ -136,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
     if args.budget is not None:
         suite = dataclasses.replace(suite, budget_s=args.budget)
+    suite = with_repeat(suite, args.repeat)
     if args.corpus is not None:
         suite = with_corpus(suite, args.corpus)
     if args.profile is not None:

@@ -87,6 +87,8 @@ class Suite:
     limits: dict[str, dict[str, float]] = field(default_factory=dict)
     task: TaskGrid | None = None
     text: str = ""
+    # where each key came from when not from a file: an ad-hoc run's command-line flags
+    origin: dict[str, str] = field(default_factory=dict)
 
     def cases(
         self, registry: Registry = REGISTRY, *, only: str | None = None, device: str | None = None
@@ -169,8 +171,16 @@ class Suite:
         return True
 
     def location(self, key: str) -> str:
-        """`file:line` of the first line that sets `key` in the suite file."""
-        return f"{self.path}:{line_of(self.text, key)}"
+        """`file:line` of the first line that sets `key` in the suite file, or the flag that
+        set it (an ad-hoc run)."""
+        return locate(self.path, self.text, self.origin, key)
+
+
+def locate(path: Path, text: str, origin: dict[str, str] | None, key: str) -> str:
+    """Where `key` was set: `file:line`, or the command-line flag of an ad-hoc suite."""
+    if origin:
+        return origin.get(key, origin.get("", "the command line"))
+    return f"{path}:{line_of(text, key)}"
 
 
 SUITE_FIELDS = ("description", "timeout_s", "budget_s", "show")  # [suite] keys that are Suite fields
@@ -268,9 +278,14 @@ def load_suite(name: str) -> Suite:
     return parse_suite(data, path, text)
 
 
-def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
+def parse_suite(
+    data: dict[str, Any], path: Path, text: str = "", *, origin: dict[str, str] | None = None
+) -> Suite:
+    """A suite from its parsed TOML; errors name `path`'s line, or the flag `origin` gives
+    for the key (an ad-hoc suite built from the command line)."""
+
     def fail(key: str, msg: str) -> UserError:
-        return UserError(f"{path}:{line_of(text, key)}: {msg}")
+        return UserError(f"{locate(path, text, origin, key)}: {msg}")
 
     unknown = set(data) - {"suite", "sweep", "params", "limits", "task"}
     if unknown:
@@ -319,6 +334,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         limits[pattern] = bounds
     given = {key: meta[key] for key in SUITE_FIELDS if key in meta}  # the rest keep Suite's defaults
     parsed = dict(settings=settings, sweeps=sweeps, params=params, limits=limits, task=task, text=text)
+    parsed["origin"] = dict(origin or {})
     suite = Suite(path.stem, path, **given, **parsed)
     suite.check_params()
     return suite

@@ -66,7 +66,7 @@ def test_touching_freshly_mapped_pages_in_the_call_is_flagged_page_faults(faulty
 def test_a_steady_call_has_no_page_faults_flag():
     allocator.steady_cpu_allocator()  # as every executor does
     case = Case("softmax.naive", (), 1, 2, 256, 16, threads=1)
-    execute(case, QUICK)  # a worker's first case of a shape maps its heap (the faults a sweep's first case has)
+    execute(case, QUICK)  # the first call of a shape maps its heap, as a sweep's first case does
     outcome = execute(case, dataclasses.replace(QUICK, min_run_time=0.2))
     assert "page_faults" not in outcome.flags, outcome.metrics
 

@@ -16,7 +16,7 @@ from attnbench.errors import UserError
 from attnbench.results import load_results
 from attnbench.suites import load_suite
 from attnbench.tasks import get_task
-from attnbench.tasks.retrieval import capacity, capacity_table, crossing
+from attnbench.tasks.retrieval_table import capacity, capacity_table, crossing
 
 
 def write(tmp_path, text: str, name: str = "t.toml"):
@@ -182,3 +182,108 @@ def test_run_then_show_prints_the_capacity_table(tmp_path, capsys, drawn):
     assert (
         "capacity threshold 0.01" in panel["legend"] and "linear.elu[norm=sum]  (d_dot 8)" in panel["legend"]
     )
+
+
+SEEDED = """
+    [task]
+    name = "retrieval"
+    S = [4, 6]
+    seeds = [0, 1, 2]
+    [sweep]
+    variants = ["linear.elu"]
+    [params."linear.elu"]
+    points = [{rule = "sum", norm = "attn"}, {rule = "delta", norm = "sum"}]
+"""
+
+
+def test_seeds_train_every_point_once_per_seed_and_points_pair_variant_parameters(tmp_path):
+    cases = load_suite(str(write(tmp_path, SEEDED))).cases()
+    runs = sorted((c.label, dict(c.task)["S"], dict(c.task)["seed"]) for c in cases)
+    arms = ["linear.elu[norm=attn,rule=sum]", "linear.elu[norm=sum,rule=delta]"]
+    assert runs == [(arm, s, seed) for arm in arms for s in (4, 6) for seed in (0, 1, 2)]
+
+
+def test_run_seeds_replaces_the_suites_seeds(tmp_path):
+    from attnbench.commands.run import with_seeds
+
+    suite = with_seeds(load_suite(str(write(tmp_path, SEEDED))), 2)
+    assert sorted({dict(c.task)["seed"] for c in suite.cases()}) == [0, 1]
+    with pytest.raises(UserError, match="no \\[task\\]"):
+        with_seeds(load_suite("ci"), 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('name = "retrieval"\nseeds = [0, 0]', "distinct non-negative"),
+        ('name = "retrieval"\nseeds = 3', "distinct non-negative"),
+        ('name = "retrieval"\nseed = 1\nseeds = [0, 1]', "both seed and seeds"),
+        ('name = "decode"\nseeds = [0, 1]', "no seed parameter"),
+    ],
+)
+def test_seed_and_protocol_mistakes_are_one_line_errors(tmp_path, body, message):
+    path = write(tmp_path, f"[task]\n{body}\n[sweep]\nvariants = ['softmax.sdpa']\n")
+    with pytest.raises(UserError, match=message) as info:
+        load_suite(str(path)).cases()
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_points_in_params_may_not_repeat_a_parameter_set_on_its_own(tmp_path):
+    body = SEEDED.replace('points = [{rule = "sum"', 'rule = "sum"\n    points = [{rule = "sum"')
+    with pytest.raises(UserError, match="'rule' is set both in points and on its own"):
+        load_suite(str(write(tmp_path, body))).cases()
+
+
+def _seeded(**columns) -> pd.DataFrame:
+    return _rows(**columns).assign(**{"task.name": "retrieval"})
+
+
+def test_capacity_is_taken_per_seed_then_summarised_by_median_and_range():
+    # seed 0 holds to 16, seed 1 to 8, seed 2 to 24: capacities 16 / 8 / 24, median 16
+    losses = {0: [1e-4, 2e-3, 0.3], 1: [1e-4, 0.2, 0.3], 2: [1e-4, 2e-3, 5e-3]}
+    df = _seeded(
+        label=["linear.elu"] * 9,
+        status=["ok"] * 9,
+        **{"task.S": [8, 16, 24] * 3, "task.seed": [s for s in range(3) for _ in range(3)]},
+        best_loss=[x for s in range(3) for x in losses[s]],
+        d_dot=[16.0] * 9,
+    )
+    row = capacity_table(df, 0.01).iloc[0]
+    assert row["capacity by seed"] == "16 / 8 / 24"
+    assert row["capacity (loss<0.01)"] == "16" and row["range"] == "8–24"
+    assert row["capacity/d_dot"] == "1.00"
+    assert row["S=16"] == "0.002"  # the median loss over seeds
+    raw = capacity_table(df, 0.01, raw=True).iloc[0]
+    assert raw["capacity by seed"] == [16, 8, 24] and raw["range"] == (8, 24)
+
+
+def test_the_reported_loss_is_the_runs_choice_and_old_results_report_the_best():
+    df = _seeded(
+        label=["a", "a"],
+        status=["ok", "ok"],
+        **{"task.S": [8, 16]},
+        best_loss=[1e-4, 1e-4],
+        loss=[1e-4, 0.5],  # this run reported its last loss
+        d_dot=[16.0, 16.0],
+    )
+    assert capacity_table(df, 0.01).iloc[0]["capacity (loss<0.01)"] == "8"
+    assert capacity_table(df.drop(columns="loss"), 0.01).iloc[0]["capacity (loss<0.01)"] == "16"
+
+
+def test_mqar_table_picks_the_rate_by_the_median_over_seeds():
+    """lr 3e-3 has the best single run (1.0) but the worse median (0.5): 1e-3 (median 0.99)
+    is chosen, with its range and the number of seeds that reached 0.99."""
+    df = _rows(
+        label=["linear.elu"] * 6,
+        status=["ok"] * 6,
+        **{
+            "task.seq_len": [64] * 6,
+            "task.pairs": [4] * 6,
+            "task.lr": [1e-3] * 3 + [3e-3] * 3,
+            "task.seed": [0, 1, 2] * 2,
+        },
+        accuracy=[0.0] * 6,
+        max_accuracy=[0.99, 0.995, 0.9, 1.0, 0.5, 0.2],
+    )
+    assert get_task("mqar").table(df).loc[0, "L=64,D=4"] == "0.990 (0.900–0.995) 2/3 (lr 0.001)"
+    assert get_task("mqar").table(df, raw=True).loc[0, "L=64,D=4"] == pytest.approx(0.99)

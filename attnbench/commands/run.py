@@ -46,6 +46,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
         metavar="I/N",
         help="run every N-th case starting at the I-th (0-based), e.g. 0/4 … 3/4 in four processes",
     )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="task suites: train every point with seeds 0 … N−1 (replaces the suite's [task] seeds)",
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], help="run every case on this device")
     p.add_argument("--timeout", type=float, help="seconds per case (default: the suite's timeout_s)")
     p.add_argument(
@@ -87,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
     if args.corpus is not None:
         suite = with_corpus(suite, args.corpus)
+    if args.seeds is not None:
+        suite = with_seeds(suite, args.seeds)
     if args.profile is not None:
         suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, profile=args.profile))
     show = metric(args.metric or suite.show).column
@@ -170,6 +178,15 @@ def with_corpus(suite, path: Path):
     if not path.exists():
         raise UserError(f"--corpus {path}: no such file or directory")
     return dataclasses.replace(suite, task=suite.task.with_param("corpus", str(path.resolve())))
+
+
+def with_seeds(suite, count: int):
+    """The suite with every point of its task trained with seeds 0 … count−1."""
+    if suite.task is None:
+        raise UserError(f"--seeds: suite {suite.name!r} has no [task]: a benchmark is not seeded training")
+    if count < 1:
+        raise UserError(f"--seeds {count}: give the number of seeds, at least 1")
+    return dataclasses.replace(suite, task=suite.task.with_seeds(range(count)))
 
 
 def shard(cases: list, spec: str) -> list:

@@ -17,7 +17,6 @@ accuracy: the nearest value vector (for one-hot values, the arg-max of y) is the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,6 +38,7 @@ from attnbench.tasks.retrieval_data import (
     sample_eval,
     sequence_length,
 )
+from attnbench.tasks.retrieval_table import capacity_table, plot_capacity
 from attnbench.tasks.training import TRAINING, attention_metrics, train_to_stop
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Retrieval(Task):
     }
     counts: ClassVar[tuple[str, ...]] = ("S", "d_key", "eval_sequences", *TRAINING.counts)
     unseeded: ClassVar[tuple[str, ...]] = (*TRAINING.unseeded, "eval_sequences")
-    title: ClassVar[str] = "best evaluation loss by S (0.5·squared error), and capacity"
+    title: ClassVar[str] = "best evaluation loss by S (0.5·squared error), median over seeds, and capacity"
     options: ClassVar[Mapping[str, Option]] = {
         "threshold": Option(float, 0.01, "retrieval: the best loss under which S counts as retrieved")
     }
@@ -124,104 +124,21 @@ class Retrieval(Task):
 
     @classmethod
     def figure(cls, df: pd.DataFrame, path: str | Path, **options: Any) -> Path:
-        return plot_capacity(df, path, threshold=cls.option(options, "threshold"))
+        return plot_capacity(
+            df, path, threshold=cls.option(options, "threshold"), loss="best evaluation loss"
+        )
 
     @classmethod
     def quality_of(cls, df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-        """Capacity in setting 1 at the default threshold, by label."""
-        out: dict[str, dict[str, Any]] = {}
+        """Capacity in setting 1 at the default threshold (the median over seeds), by label."""
+        threshold = cls.options["threshold"].default
         setting1 = df[df["task.setting"] == 1] if "task.setting" in df else df
+        out: dict[str, dict[str, Any]] = {}
         for label, group in setting1.groupby("label"):
-            ok = group[group["status"] == "ok"]
-            losses = {int(r["task.S"]): float(r["best_loss"]) for _, r in ok.iterrows()}
-            if losses:
-                threshold = cls.options["threshold"].default
-                out[label] = {"variant": group["variant"].iloc[0], "capacity": capacity(losses, threshold)}
+            if (group["status"] == "ok").any():
+                cap = capacity_table(group, threshold, raw=True)[f"capacity (loss<{threshold:g})"].iloc[0]
+                out[label] = {
+                    "variant": group["variant"].iloc[0],
+                    "capacity": None if cap is None else int(cap),
+                }
         return out
-
-
-def capacity(losses: dict[int, float], threshold: float) -> int | None:
-    """The largest S up to which the best loss stays under `threshold`: every swept S up to
-    it is retrieved (a case that did not run is not). None if the smallest S already fails.
-    A success past a failure (training noise near the limit) does not extend it."""
-    held = None
-    for s in sorted(losses):
-        if not losses[s] < threshold:  # NaN compares False
-            break
-        held = s
-    return held
-
-
-def crossing(losses: dict[int, float], threshold: float) -> float | None:
-    """Where the loss curve first crosses `threshold`: log-loss interpolated linearly in S
-    between the capacity and the next swept S, so two variants that hold the same grid point
-    still order by how close they came. None without a crossing."""
-    cap = capacity(losses, threshold)
-    later = sorted(s for s in losses if cap is not None and s > cap and not math.isnan(losses[s]))
-    if cap is None or not later:
-        return None
-    s0, s1 = cap, later[0]
-    y0, y1, y = math.log(losses[s0]), math.log(losses[s1]), math.log(threshold)
-    return s0 + (s1 - s0) * (y - y0) / (y1 - y0)
-
-
-def capacity_table(df: pd.DataFrame, threshold: float, *, raw: bool = False) -> pd.DataFrame:
-    """Rows: variant (and setting, d_key, device when they vary); columns: d_dot, capacity,
-    the interpolated crossing, then S=… holding the best evaluation loss (or the status when
-    the case did not run)."""
-    import pandas as pd
-
-    from attnbench.report.table import d_dot_of, row_keys
-
-    keys = row_keys(df, ["task.setting", "task.d_key", "device", "dtype"])
-    rows = []
-    for key, group in df.groupby(keys, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(keys, key, strict=True))
-        row["d_dot"] = d_dot_of(group)
-        if row["d_dot"] is None and not raw:  # no fixed-size memory (a softmax KV cache), or never ran
-            row["d_dot"] = "unbounded" if (group["status"] == "ok").any() else "—"
-        losses = {}
-        for _, r in group.sort_values("task.S").iterrows():
-            s = int(r["task.S"])
-            ok = r["status"] == "ok" and not pd.isna(r.get("best_loss"))
-            losses[s] = float(r["best_loss"]) if ok else math.nan
-            row[f"S={s}"] = (r["best_loss"] if raw else f"{r['best_loss']:.3g}") if ok else r["status"]
-        cap = capacity(losses, threshold)
-        smallest = min(losses)
-        row[f"capacity (loss<{threshold:g})"] = (
-            cap if raw else (str(cap) if cap is not None else f"<{smallest}")
-        )
-        cross = crossing(losses, threshold)
-        row["crossing S"] = cross if raw else ("" if cross is None else f"{cross:.1f}")
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    s_cols = sorted((c for c in table.columns if c.startswith("S=")), key=lambda c: int(c[2:]))
-    fixed = [c for c in table.columns if not c.startswith("S=")]
-    return table[fixed + s_cols].fillna("").rename(columns=lambda c: c.removeprefix("task."))
-
-
-def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title: str | None = None) -> Path:
-    """Retrieval results as the fast-weight paper's Fig. 2: best evaluation loss against the
-    number of stored pairs S, one line per variant (d_dot in the legend), the capacity
-    threshold dashed."""
-    from attnbench.report.figures import pyplot, save, with_devices
-    from attnbench.report.table import d_dot_of
-
-    plt = pyplot()
-    ok = df[(df["status"] == "ok") & df["best_loss"].notna()] if "best_loss" in df else df.iloc[0:0]
-    if ok.empty:
-        raise UserError("no ok retrieval results to plot")
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    colors = plt.get_cmap("tab10").colors
-    for i, (label, group) in enumerate(ok.groupby("label", sort=True)):
-        group = group.sort_values("task.S")
-        d_dot = d_dot_of(group)
-        suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
-        ax.plot(group["task.S"], group["best_loss"], "-o", color=colors[i % 10], label=label + suffix, ms=4)
-    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
-    ax.set_yscale("log")
-    ax.set_xlabel(with_devices("stored pairs S", ok))
-    ax.set_ylabel("best evaluation loss (0.5·squared error)")
-    ax.set_title(title or "associative retrieval: loss vs number of stored pairs")
-    return save(fig, ax, path)

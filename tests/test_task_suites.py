@@ -219,6 +219,9 @@ def test_run_seeds_replaces_the_suites_seeds(tmp_path):
         ('name = "retrieval"\nseeds = 3', "distinct non-negative"),
         ('name = "retrieval"\nseed = 1\nseeds = [0, 1]', "both seed and seeds"),
         ('name = "decode"\nseeds = [0, 1]', "no seed parameter"),
+        ('name = "retrieval"\nsetting = 2\nvalues_replace = false', "values_replace = false needs setting 1"),
+        ('name = "retrieval"\nd_embed = "2.2"', "multiple of S"),
+        ('name = "retrieval"\nreport = "mean"', "report must be one of best, last"),
     ],
 )
 def test_seed_and_protocol_mistakes_are_one_line_errors(tmp_path, body, message):
@@ -232,6 +235,19 @@ def test_points_in_params_may_not_repeat_a_parameter_set_on_its_own(tmp_path):
     body = SEEDED.replace('points = [{rule = "sum"', 'rule = "sum"\n    points = [{rule = "sum"')
     with pytest.raises(UserError, match="'rule' is set both in points and on its own"):
         load_suite(str(write(tmp_path, body))).cases()
+
+
+def test_the_paper_suites_pair_each_rule_with_the_papers_normalisation():
+    """The fast-weight paper's arms: the sum rule reads with attention normalisation, the
+    delta rule writes and reads sum-normalised φ; no suite trains the delta rule under
+    attention normalisation except the extrapolation ablation that shows it diverge."""
+    for name in ("retrieval", "retrieval-paper", "editing"):
+        pairs = {(dict(c.params).get("rule", "sum"), dict(c.params)["norm"]) for c in load_suite(name).cases()
+                 if c.variant.startswith("linear.")}  # fmt: skip
+        assert pairs <= {("sum", "attn"), ("delta", "sum")}, (name, pairs)
+    assert {("sum", "attn"), ("delta", "sum")} <= {
+        (dict(c.params)["rule"], dict(c.params)["norm"]) for c in load_suite("editing").cases()
+    }
 
 
 def _seeded(**columns) -> pd.DataFrame:

@@ -222,6 +222,7 @@ def test_run_seeds_replaces_the_suites_seeds(tmp_path):
         ('name = "retrieval"\nsetting = 2\nvalues_replace = false', "values_replace = false needs setting 1"),
         ('name = "retrieval"\nd_embed = "2.2"', "multiple of S"),
         ('name = "retrieval"\nreport = "mean"', "report must be one of best, last"),
+        ('name = "mqar"\nfill = "noise"', "fill must be one of"),
     ],
 )
 def test_seed_and_protocol_mistakes_are_one_line_errors(tmp_path, body, message):

@@ -304,3 +304,14 @@ def test_mqar_table_picks_the_rate_by_the_median_over_seeds():
     )
     assert get_task("mqar").table(df).loc[0, "L=64,D=4"] == "0.990 (0.900–0.995) 2/3 (lr 0.001)"
     assert get_task("mqar").table(df, raw=True).loc[0, "L=64,D=4"] == pytest.approx(0.99)
+
+
+def test_run_warns_once_of_the_delta_rule_under_attention_normalisation(capsys):
+    from attnbench.commands.run import warn_caveats
+
+    warn_caveats(load_suite("extrapolation").cases())
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1, err
+    assert "linear.elu[norm=attn,rule=delta]: the delta rule with attention normalisation" in " ".join(
+        err.split()
+    )

@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"profile: suite {suite.name!r} trains models on a task; profiles are of benchmarks")
     if suite.settings.profile and not any(suite.settings.profiles(c.variant, c.label) for c in cases):
         raise UserError(f"profile {suite.settings.profile!r} selects none of suite {suite.name!r}'s cases")
+    if suite.task is not None:
+        warn_caveats(cases)
     out = args.output or default_results_path(suite.name, resume=args.resume)
     check_output(out, resume=args.resume)
     if args.mem_limit is None:
@@ -178,6 +180,19 @@ def with_corpus(suite, path: Path):
     if not path.exists():
         raise UserError(f"--corpus {path}: no such file or directory")
     return dataclasses.replace(suite, task=suite.task.with_param("corpus", str(path.resolve())))
+
+
+def warn_caveats(cases: list) -> None:
+    """Once per variant label that its own class expects to train badly (`training_caveat`)."""
+    from attnbench.registry import REGISTRY
+
+    seen = set()
+    for case in cases:
+        if case.label not in seen:
+            seen.add(case.label)
+            caveat = REGISTRY.get(case.variant).training_caveat(case.param_dict)
+            if caveat:
+                warn(f"{case.label}: {caveat}")
 
 
 def with_seeds(suite, count: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -315,3 +316,20 @@ def test_run_warns_once_of_the_delta_rule_under_attention_normalisation(capsys):
     assert "linear.elu[norm=attn,rule=delta]: the delta rule with attention normalisation" in " ".join(
         err.split()
     )
+
+
+ONE_SEED = Path(__file__).parent / "data" / "one-seed"  # lines of results files written before seeds
+
+
+@pytest.mark.parametrize(
+    ("name", "cells"),
+    [
+        ("retrieval-cpu.jsonl", ["| linear.elu[norm=sum] |", "|      16 |", "18.1", "0.0964"]),
+        ("mqar-cpu.jsonl", ["| softmax.sdpa         | 0.354 (lr 0.003) | 0.114 (lr 0.003) |"]),
+        ("extrapolation-cpu.jsonl", ["| softmax.sdpa[position=alibi]     | 4.64 ", "diverged"]),
+    ],
+)
+def test_results_of_one_seed_written_before_seeds_still_show_as_they_did(capsys, name, cells):
+    assert main(["show", str(ONE_SEED / name), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert all(cell in out for cell in cells), out

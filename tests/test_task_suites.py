@@ -333,3 +333,34 @@ def test_results_of_one_seed_written_before_seeds_still_show_as_they_did(capsys,
     assert main(["show", str(ONE_SEED / name), "--format", "md"]) == 0
     out = capsys.readouterr().out
     assert all(cell in out for cell in cells), out
+
+
+def test_figures_draw_the_median_with_the_seeds_range_as_a_band(tmp_path, drawn):
+    mqar = _rows(
+        label=["softmax.sdpa"] * 12,
+        status=["ok"] * 12,
+        **{
+            "task.seq_len": [64] * 12,
+            "task.pairs": [4, 4, 4, 8, 8, 8] * 2,
+            "task.d_model": [32] * 6 + [64] * 6,
+            "task.lr": [1e-3] * 12,
+            "task.seed": [0, 1, 2] * 4,
+        },
+        accuracy=[0.9, 0.99, 1.0] * 4,
+    )
+    get_task("mqar").figure(mqar, tmp_path / "m.png")
+    retrieval = _seeded(
+        label=["linear.elu"] * 4,
+        status=["ok"] * 4,
+        **{"task.S": [8, 8, 16, 16], "task.seed": [0, 1, 0, 1]},
+        best_loss=[1e-4, 2e-4, 0.1, 0.2],
+        d_dot=[16.0] * 4,
+    )
+    get_task("retrieval").figure(retrieval, tmp_path / "r.png")
+    (m, r) = drawn
+    assert [p["title"] for p in m["panels"]] == ["d_model = 32", "d_model = 64"]
+    assert m["panels"][0]["xlabel"] == "key-value pairs D" and m["panels"][0]["legend"] == [
+        "softmax.sdpa  (L=64)"
+    ]
+    assert "median, range over seeds" in m["panels"][0]["ylabel"]
+    assert r["panels"][0]["ylabel"] == "best evaluation loss (0.5·squared error), median and range over seeds"

@@ -275,6 +275,20 @@ def test_capacity_is_taken_per_seed_then_summarised_by_median_and_range():
     assert raw["capacity by seed"] == [16, 8, 24] and raw["range"] == (8, 24)
 
 
+def test_a_range_of_seeds_that_all_fail_at_the_smallest_s_reads_below_it():
+    df = _seeded(
+        label=["linear.favor"] * 3,
+        status=["ok"] * 3,
+        **{"task.S": [8] * 3, "task.seed": [0, 1, 2]},
+        best_loss=[0.04, 0.1, 0.05],
+        d_dot=[32.0] * 3,
+    )
+    row = capacity_table(df, 0.01).iloc[0]
+    assert row["capacity by seed"] == "<8 / <8 / <8"
+    assert row["capacity (loss<0.01)"] == "<8" and row["range"] == "<8–<8"
+    assert capacity_table(df, 0.01, raw=True).iloc[0]["range"] == (None, None)
+
+
 def test_the_reported_loss_is_the_runs_choice_and_old_results_report_the_best():
     df = _seeded(
         label=["a", "a"],

@@ -115,7 +115,7 @@ def capacity_table(df: pd.DataFrame, threshold: float, *, raw: bool = False) -> 
         row[name] = median if raw else _capacity_text(median, grid[0])
         if several:
             low, high = min(ordered), max(ordered)
-            span = (None if low < 0 else low, high)
+            span = tuple(None if c < 0 else c for c in (low, high))  # -1: failed at the smallest S
             row["range"] = span if raw else "–".join(_capacity_text(c, grid[0]) for c in span)
         ratio = median / d_dot if median is not None and d_dot else None
         row["capacity/d_dot"] = ratio if raw else ("" if ratio is None else f"{ratio:.2f}")

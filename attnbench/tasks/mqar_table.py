@@ -106,7 +106,8 @@ def plot_accuracy(df: pd.DataFrame, path: str | Path, default_lr: float) -> Path
     if ok.empty:
         raise UserError("no ok MQAR results to plot")
     widths = sorted(ok["task.d_model"].dropna().unique()) if "task.d_model" in ok else [None]
-    fig, axes = plt.subplots(1, len(widths), figsize=(4.6 * len(widths), 4.4), squeeze=False, sharey=True)
+    width = max(4.6 * len(widths), 7.0)  # one panel still fits the title
+    fig, axes = plt.subplots(1, len(widths), figsize=(width, 4.4), squeeze=False, sharey=True)
     keys = [k for k in row_columns(ok) if k != "task.d_model"]
     labels = sorted({tuple(k) if isinstance(k, tuple) else (k,) for k, _ in ok.groupby(keys, dropna=False)})
     colors = plt.get_cmap("tab10").colors

@@ -9,6 +9,7 @@ the README; set e.g. TORCH_SPEC="torch" on a GPU machine), then attnbench with i
                       then timing agreement, isolation cost, linear vs softmax speed
     nox -s regress    run suites/ci.toml and compare it with results/baselines/ci-cpu.jsonl
     nox -s gpu        tests marked gpu (on a CUDA machine)
+    nox -s ray        the Ray executor's tests, slow ones included (installs the `ray` extra)
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ def gpu(session: nox.Session) -> None:
 
 
 @nox.session
+def ray(session: nox.Session) -> None:
+    """The Ray executor on a local Ray instance and a two-node test cluster."""
+    install(session, "dev,ray")
+    session.run("pytest", "-m", "ray", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
@@ -75,5 +83,5 @@ def regress(session: nox.Session) -> None:
     (speed as ratios to softmax.sdpa, exact CPU memory, statuses)."""
     install(session)
     out = f"{session.create_tmp()}/ci-current.jsonl"
-    session.run("attnbench", "run", "--suite", "ci", "-o", out)
+    session.run("attnbench", "run", "--suite", "ci", "--all", "-o", out)  # the baseline's cases
     session.run("attnbench", "compare", "results/baselines/ci-cpu.jsonl", out, *session.posargs)

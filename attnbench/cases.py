@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -29,7 +30,11 @@ class Shape:
         return self.batch * self.seq_len
 
     def __str__(self) -> str:
-        return f"B{self.batch}-H{self.heads}-N{self.seq_len}-D{self.d_head}"
+        return shape_text(self.batch, self.heads, self.seq_len, self.d_head)
+
+
+def shape_text(batch: object, heads: object, seq_len: object, d_head: object) -> str:
+    return f"B{batch}-H{heads}-N{seq_len}-D{d_head}"
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,22 @@ class Case:
 
 def describe(case: Any) -> str:
     """One case for people, e.g. `linear.elu B1-H8-N1024-D64 float32 cpu causal fwd`: from a
-    Case or from a row of results (anything with its label and axes as items or attributes)."""
+    Case or from a row of results (anything with its label and axes as items or attributes).
+    An axis a row lacks (a hand-made record) shows as `?`."""
     get = case.__getitem__ if hasattr(case, "__getitem__") else lambda k: getattr(case, k)
-    shape = Shape(*(int(get(k)) for k in ("batch", "heads", "seq_len", "d_head")))
-    mask = "causal" if get("causal") else "full"
-    return f"{get('label')} {shape} {get('dtype')} {get('device')} {mask} {get('mode')}"
+
+    def known(key: str) -> Any:
+        try:
+            value = get(key)
+        except (KeyError, AttributeError):
+            return "?"
+        return "?" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+    shape = shape_text(
+        *(d if d == "?" else int(d) for d in map(known, ("batch", "heads", "seq_len", "d_head")))
+    )
+    mask = {True: "causal", False: "full"}.get(known("causal"), "?")
+    return f"{known('label')} {shape} {known('dtype')} {known('device')} {mask} {known('mode')}"
 
 
 def freeze(mapping: dict[str, Any]) -> Params:

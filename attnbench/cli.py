@@ -12,17 +12,19 @@
     attnbench compare BASE.jsonl CURRENT.jsonl        the regression gate
     attnbench calibrate                               this machine's matmul and copy ceilings
 
-Errors a user can cause print one line and exit 2; a run interrupted by Ctrl-C keeps every
-finished case (exit 130).
+Errors a user can cause print one line and exit 2; a run stopped by Ctrl-C or SIGTERM keeps
+every finished case and says how to resume (exit 130 and 143).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from rich_argparse import RichHelpFormatter
 
+from attnbench import signals
 from attnbench.errors import UserError
 
 
@@ -52,14 +54,24 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
+        with signals.sigterm_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = one_line_warning
+            args = build_parser().parse_args(argv)
+            return args.func(args)
     except UserError as e:
         print(f"attnbench: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("attnbench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        print(f"attnbench: {signals.describe(stop)}", file=sys.stderr)
+        return signals.exit_code(stop)
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning (from torch, pandas, …) as one `warning:` line, not a source excerpt."""
+    from attnbench.commands.common import warn
+
+    text = str(message).strip().splitlines()
+    warn(f"{text[0] if text else category.__name__} ({category.__name__})")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,11 @@ def import_plugin(name: str) -> None:
     except ImportError as e:
         tip = ""
         if e.name == name.split(".")[0]:
-            tip = " (give a path to a .py file, or put its folder on PYTHONPATH)"
+            here = Path(name.replace(".", os.sep) + ".py")
+            if here.is_file():
+                tip = f" (it is a file here: --plugin {here})"
+            else:
+                tip = " (give a path to a .py file, or put its folder on PYTHONPATH)"
         raise UserError(f"cannot import plugin {name!r}: {e}{tip}") from None
 
 

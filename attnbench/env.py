@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import os
 import platform
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock, the work may be done twice
+    fcntl = None  # type: ignore[assignment]
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
 CACHE_ENV = "ATTNBENCH_CACHE_DIR"
@@ -20,6 +27,24 @@ CACHE_ENV = "ATTNBENCH_CACHE_DIR"
 def cache_dir() -> Path:
     """Where attnbench keeps what it can recompute: calibrations, trained checkpoints."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "attnbench")
+
+
+@contextlib.contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """Held while the cached `name` is computed (a model trained, a machine calibrated), so
+    that another worker wanting it at once (the Ray executor runs cases in parallel, and nodes
+    may share the cache folder) waits and then reads it rather than computing it again. A
+    file system without locks (some network mounts) runs unguarded: the work may be done twice."""
+    path = cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 def _version(dist: str) -> str | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -59,6 +60,10 @@ class Variant(nn.Module):
     family: ClassVar[str] = ""
     description: ClassVar[str] = ""
     params: ClassVar[Mapping[str, Any]] = {}  # sweepable parameters and their defaults
+    # what a parameter may be, checked when a suite is parsed: of its default's type, one of
+    # `param_choices` where given, at least `param_minimum` where given
+    param_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+    param_minimum: ClassVar[Mapping[str, int]] = {}
     causal_modes: ClassVar[tuple[bool, ...]] = (False, True)
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64", "bfloat16", "float16")
@@ -85,8 +90,15 @@ class Variant(nn.Module):
     # --- metadata -------------------------------------------------------------------------
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
-        """Defaults overlaid with `given`; an unknown name is a UserError."""
+        """Defaults overlaid with `given`; an unknown name or a value the variant cannot take
+        (see `param_choices`, `param_minimum`) is a UserError."""
         check_known(cls.name, given, cls.params)
+        for key, value in given.items():
+            problem = param_problem(
+                value, cls.params[key], cls.param_choices.get(key), cls.param_minimum.get(key)
+            )
+            if problem:
+                raise UserError(f"{cls.name}: {key} {problem}")
         return {**cls.params, **given}
 
     @classmethod
@@ -173,6 +185,26 @@ class Variant(nn.Module):
             outs.append(out)
         return torch.stack(outs, 2), state
 
+
+def param_problem(
+    value: Any, default: Any, choices: tuple[Any, ...] | None, minimum: int | None
+) -> str | None:
+    """Why `value` cannot be a parameter whose default is `default`, or None."""
+    kind = type(default)
+    if default is not None:
+        numeric = kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (type(value) is kind or (kind is float and numeric)):
+            return f"must be {TYPE_WORDS.get(kind, kind.__name__)}, not {value!r:.60}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be a finite number, not {value}"
+    if choices is not None and value not in choices:
+        return f"must be one of {', '.join(map(str, choices))}, not {value!r:.60}"
+    if minimum is not None and isinstance(value, (int, float)) and value < minimum:
+        return f"must be at least {minimum}, not {value!r}"
+    return None
+
+
+TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 _AVAILABILITY: dict[tuple[type, str], Availability] = {}
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import itertools
+import math
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -58,7 +59,7 @@ import torch
 from attnbench.cases import DEVICES, DTYPES, MODES, Case, freeze
 from attnbench.errors import UserError, did_you_mean
 from attnbench.measure.settings import METRIC_GROUPS, MeasureSettings
-from attnbench.registry import REGISTRY, Registry
+from attnbench.registry import REGISTRY, Registry, Variant
 from attnbench.task_grid import TaskGrid, check_points, parse_task, product_grid
 from attnbench.tasks import TASK_AXES, get_task
 
@@ -80,8 +81,8 @@ class Suite:
     name: str
     path: Path
     description: str = ""
-    timeout_s: float = 300.0
-    budget_s: float | None = None
+    timeout_s: float = field(default=300.0, metadata={"above": 0})
+    budget_s: float | None = field(default=None, metadata={"above": 0})
     show: str = "latency_ms"
     settings: MeasureSettings = field(default_factory=MeasureSettings)
     sweeps: tuple[dict[str, list[Any]], ...] = ()
@@ -98,10 +99,7 @@ class Suite:
         keep = {v.name for v in registry.select(only)} if only else None
         out: dict[str, Case] = {}
         for sweep in self.sweeps:
-            try:
-                variants = registry.select(sweep["variants"])
-            except UserError as e:
-                raise UserError(f"{self.location('variants')}: {e}") from None
+            variants = self._variants(sweep, registry)
             axes = {k: sweep.get(k, DEFAULT_AXES.get(k)) for k in AXES if k != "variants"}
             if device:
                 axes["device"] = [device]
@@ -117,6 +115,11 @@ class Suite:
                                 out.setdefault(case.id, case)
         return list(out.values())
 
+    def named_variants(self, registry: Registry = REGISTRY) -> set[str]:
+        """The variants the sweeps name exactly (not through a family or a glob)."""
+        names = set(registry.names())
+        return {p.strip() for s in self.sweeps for item in s["variants"] for p in item.split(",")} & names
+
     def _with_task(self, case: Case) -> list[Case]:
         """The case itself, or one case per point of the task's grid, shaped by the task."""
         if self.task is None:
@@ -127,7 +130,20 @@ class Suite:
             for params, shape in self.task.runs()
         ]
 
-    def _param_grid(self, cls) -> list[dict[str, Any]]:
+    def check_params(self, registry: Registry = REGISTRY) -> None:
+        """Every parameter value of every variant the sweeps select, checked as the suite is
+        parsed: a value a variant cannot take names its line now, not when its case runs."""
+        for sweep in self.sweeps:
+            for cls in self._variants(sweep, registry):
+                self._param_grid(cls)
+
+    def _variants(self, sweep: dict[str, list[Any]], registry: Registry) -> list[type[Variant]]:
+        try:
+            return registry.select(sweep["variants"])
+        except UserError as e:
+            raise UserError(f"{self.location('variants')}: {e}") from None
+
+    def _param_grid(self, cls: type[Variant]) -> list[dict[str, Any]]:
         swept: dict[str, list[Any]] = {}
         points: list[dict[str, Any]] = [{}]
         for pattern, values in self.params.items():
@@ -139,10 +155,17 @@ class Suite:
         if clash:
             where = f"{self.location('points')}: {cls.name}"
             raise UserError(f"{where}: parameter {clash[0]!r} is set both in points and on its own")
-        try:
-            cls.resolve_params({**{k: v[0] for k, v in swept.items()}, **points[0]})
-        except UserError as e:
-            raise UserError(f"{self.location('params')}: {e}") from None
+        for key, values in swept.items():  # each value alone: the checks are per parameter
+            for value in values:
+                try:
+                    cls.resolve_params({key: value})
+                except UserError as e:
+                    raise UserError(f"{self.location(key)}: {e}") from None
+        for point in points:
+            try:
+                cls.resolve_params(point)
+            except UserError as e:
+                raise UserError(f"{self.location('points')}: {e}") from None
         grid = product_grid(swept, points)
         for params in grid:
             cls.resolve_params(params)  # an unknown name fails here, naming the suite file
@@ -169,9 +192,30 @@ class Suite:
 SUITE_FIELDS = ("description", "timeout_s", "budget_s", "show")  # [suite] keys that are Suite fields
 
 
-def _suite_keys() -> dict[str, type | tuple[type, ...]]:
-    """Every [suite] key and the TOML types it takes, read from the fields of `Suite` and
-    `MeasureSettings` (their defaults live there, and only there)."""
+@dataclass(frozen=True)
+class SuiteKey:
+    """What a [suite] key accepts: its TOML types and, for a number, its bounds."""
+
+    types: type | tuple[type, ...]
+    minimum: float | None = None  # the least value allowed
+    above: float | None = None  # values must exceed this one
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` cannot be this key's value, or None."""
+        if not _has_type(value, self.types):
+            return f"has the wrong type ({type(value).__name__})"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be a finite number, not {value}"
+        if self.above is not None and not value > self.above:
+            return f"must be above {self.above}, not {value}"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be at least {self.minimum}, not {value}"
+        return None
+
+
+def _suite_keys() -> dict[str, SuiteKey]:
+    """Every [suite] key, the TOML types it takes and its bounds, read from the fields of
+    `Suite` and `MeasureSettings` (their defaults and limits live there, and only there)."""
     accepts = {
         "bool": bool,
         "int": int,
@@ -180,10 +224,15 @@ def _suite_keys() -> dict[str, type | tuple[type, ...]]:
         "bool | str": (bool, str),
         "tuple[str, ...]": list,
     }
-    types = {f.name: f.type for f in fields(Suite) if f.name in SUITE_FIELDS}
-    setting_types = {f.name: f.type for f in fields(MeasureSettings)}
-    types |= {key: setting_types[name] for key, name in MeasureSettings.suite_keys().items()}
-    return {key: accepts[str(t).removesuffix(" | None")] for key, t in types.items()}
+    owned = {f.name: f for f in fields(Suite) if f.name in SUITE_FIELDS}
+    settings = {f.name: f for f in fields(MeasureSettings)}
+    owned |= {key: settings[name] for key, name in MeasureSettings.suite_keys().items()}
+    return {
+        key: SuiteKey(
+            accepts[str(f.type).removesuffix(" | None")], f.metadata.get("minimum"), f.metadata.get("above")
+        )
+        for key, f in owned.items()
+    }
 
 
 SUITE_KEYS = _suite_keys()
@@ -241,8 +290,9 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
     for key, value in meta.items():
         if key not in SUITE_KEYS:
             raise fail(key, f"unknown key {key!r} in [suite]{did_you_mean(key, SUITE_KEYS)}")
-        if not _has_type(value, SUITE_KEYS[key]):
-            raise fail(key, f"[suite] {key} has the wrong type ({type(value).__name__})")
+        problem = SUITE_KEYS[key].problem(value)
+        if problem:
+            raise fail(key, f"[suite] {key} {problem}")
     bad = [m for m in meta.get("metrics", ()) if m not in METRIC_GROUPS]
     if bad:
         raise fail("metrics", f"unknown metric group {bad[0]!r} (choose from {', '.join(METRIC_GROUPS)})")
@@ -283,7 +333,9 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         limits[pattern] = bounds
     given = {key: meta[key] for key in SUITE_FIELDS if key in meta}  # the rest keep Suite's defaults
     parsed = dict(settings=settings, sweeps=sweeps, params=params, limits=limits, task=task, text=text)
-    return Suite(path.stem, path, **given, **parsed)
+    suite = Suite(path.stem, path, **given, **parsed)
+    suite.check_params()
+    return suite
 
 
 def _has_type(value: Any, expected: type | tuple[type, ...]) -> bool:

@@ -4,6 +4,7 @@ temporary directory, never the user's ~/.cache."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -89,3 +90,48 @@ def drawn(monkeypatch):
 
     monkeypatch.setattr(figures, "save", spy)
     return captured
+
+
+@pytest.fixture
+def user_error(capsys):
+    """`user_error(*args)` runs `attnbench ARGS…` in this process, checks that it ended as a
+    user error (exit 2, exactly one line on stderr, no traceback) and returns that line."""
+    from attnbench.cli import main
+
+    def run(*args: str) -> str:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own errors (a bad flag) leave through SystemExit
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        prefix = re.match(r"attnbench( \w+)?: error: ", lines[0])
+        assert prefix, err
+        return lines[0][prefix.end() :]
+
+    return run
+
+
+TINY_SUITE = """
+[suite]
+min_run_time_s = 0.01
+calibrate = false
+metrics = ["time"]
+[sweep]
+variants = ["softmax.naive"]
+seq_len = [32, 48, 64, 80]
+heads = [2]
+d_head = [16]
+threads = [1]
+"""
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path) -> Path:
+    """A suite file of four cases that take milliseconds each (tiny.toml in tmp_path)."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SUITE)
+    return path

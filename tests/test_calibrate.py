@@ -40,3 +40,34 @@ def test_results_report_percent_of_the_measured_peak(fake_machine):
     assert m["pct_peak_flops"] == pytest.approx(100 * m["tflops"] * 1e12 / 1e11)
     min_bytes = 4 * (1 * 2 * 128 * 32) * 4  # q, k, v read and o written, fp32
     assert m["pct_peak_bw"] == pytest.approx(100 * min_bytes / (m["latency_ms"] / 1e3) / 1e10)
+
+
+def test_two_workers_calibrating_one_machine_at_once_measure_it_once(fake_machine, monkeypatch):
+    import threading
+
+    real, arrived, measuring = calibrate._load, threading.Event(), threading.Event()
+
+    def load():  # the second worker has found nothing cached while the first measures
+        if threading.current_thread().name == "second" and measuring.is_set():
+            arrived.set()
+        return real()
+
+    def slow_matmul(device, dtype, threads):
+        fake_machine.append(("mm", dtype, threads))
+        measuring.set()
+        arrived.wait(60)
+        return 1e11
+
+    monkeypatch.setattr(calibrate, "_load", load)
+    monkeypatch.setattr(calibrate, "measure_matmul", slow_matmul)
+    found = {}
+    work = lambda name: found.update({name: calibrate.ceilings("cpu", 2, ("float32",))})
+    first = threading.Thread(target=work, args=("first",), name="first")
+    first.start()
+    assert measuring.wait(60)
+    second = threading.Thread(target=work, args=("second",), name="second")
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert fake_machine == [("mm", "float32", 2), ("copy", 2)]
+    assert found["first"].matmul_flops == found["second"].matmul_flops == {"float32": 1e11}

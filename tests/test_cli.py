@@ -120,3 +120,87 @@ def test_bad_metric_is_a_user_error_naming_the_metrics(tmp_path, capsys):
     assert main(["show", str(path), "--metric", "speed"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("attnbench: error: unknown metric 'speed'") and "latency_ms" in err
+
+
+@pytest.fixture
+def tiny_results(tmp_path, tiny_suite) -> Path:
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--suite", str(tiny_suite), "-o", str(out), "--executor", "inline"]) == 0
+    return out
+
+
+def test_report_to_an_unwritable_path_is_one_line(tiny_results, tmp_path, user_error):
+    assert (
+        user_error("report", tiny_results, "-o", tmp_path)
+        == f"cannot write the report {tmp_path}: Is a directory"
+    )
+    (tmp_path / "afile").write_text("")
+    line = user_error("report", tiny_results, "-o", tmp_path / "afile" / "r.html")
+    assert line.startswith(f"cannot write the report {tmp_path}/afile/r.html: ")
+
+
+@pytest.mark.parametrize("command", ["show", "report"])
+def test_an_empty_results_file_is_called_empty_not_blamed_on_where(tmp_path, user_error, command):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert user_error(command, empty) == f"{empty} holds no results"
+
+
+def test_show_plot_to_an_unknown_format_is_refused_before_drawing(tiny_results, tmp_path, user_error):
+    line = user_error("show", tiny_results, "--plot", tmp_path / "x.xyz")
+    assert (
+        line.startswith(f"--plot {tmp_path}/x.xyz: no figure format '.xyz'; end it in one of ")
+        and ".png" in line
+    )
+    assert not (tmp_path / "x.xyz").exists()
+
+
+def test_an_empty_shard_is_blamed_on_the_shard_not_on_only(tmp_path, tiny_suite, user_error):
+    line = user_error("run", "--suite", tiny_suite, "--shard", "5/8", "-o", tmp_path / "r.jsonl")
+    assert line == "--shard 5/8: shard 5 is empty, the sweep has only 4 cases"
+
+
+def test_a_large_sweep_says_how_many_cases_before_starting(tmp_path, tiny_suite, capsys, monkeypatch):
+    from attnbench.runner import sweep
+
+    monkeypatch.setattr(sweep, "LARGE_SWEEP", 3)  # a sweep of 320,000 cases, in miniature
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--suite", str(tiny_suite), "-o", str(out), "--executor", "inline"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"tiny: 4 cases → {out}  (executor inline)"
+    assert err[1].startswith("warning: 4 cases to run is a long sweep (hours, at a second a case): narrow it")
+
+
+def test_python_warnings_during_a_command_print_as_one_line(tiny_results, capsys, monkeypatch):
+    import warnings
+
+    from attnbench.commands import show
+
+    real = show.task_name
+
+    def noisy(df):
+        warnings.warn("something a library says\nover two lines", RuntimeWarning, stacklevel=1)
+        return real(df)
+
+    monkeypatch.setattr(show, "task_name", noisy)
+    capsys.readouterr()
+    assert main(["show", str(tiny_results)]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["warning: something a library says (RuntimeWarning)"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--timeout", "-3", "argument --timeout: '-3' is not above 0"),
+        ("--timeout", "0", "argument --timeout: '0' is not above 0"),
+        ("--timeout", "nan", "argument --timeout: 'nan' is not a finite number"),
+        ("--mem-limit", "-1", "argument --mem-limit: '-1' is negative (0 means no limit)"),
+    ],
+)
+def test_timeout_and_mem_limit_out_of_range_are_refused_when_parsed(
+    tmp_path, tiny_suite, user_error, flag, value, message
+):
+    line = user_error("run", "--suite", tiny_suite, "-o", tmp_path / "r.jsonl", flag, value)
+    assert line == f"{message} (see attnbench run --help)"
+    assert not (tmp_path / "r.jsonl").exists()

@@ -110,7 +110,7 @@ def test_malformed_input_is_one_line_and_exit_2(tmp_path, content):
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("attnbench: error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr
-    assert "the current results hold no cases" in errors[0]
+    assert errors == [f"attnbench: error: {bad} holds no results"]
 
 
 def test_compiled_kernels_memory_has_a_tolerance(tmp_path, capsys):
@@ -123,3 +123,26 @@ def test_compiled_kernels_memory_has_a_tolerance(tmp_path, capsys):
     base = flex(tmp_path / "b.jsonl", 0)
     assert main(["compare", base, flex(tmp_path / "c.jsonl", 10_000), "--metrics", "memory"]) == 0  # +1 %
     assert main(["compare", base, flex(tmp_path / "d.jsonl", 50_000), "--metrics", "memory"]) == 1  # +5 %
+
+
+def test_compare_of_files_with_no_case_in_common_is_exit_2_not_zero_cases_compared(tmp_path, user_error):
+    base = results(tmp_path / "base.jsonl")
+    other = tmp_path / "other.jsonl"
+    record = make_record(
+        Case("softmax.sdpa", (), 1, 4, 777, 64), Outcome("ok", metrics={"latency_ms": 1.0}), "x"
+    )
+    other.write_text(json.dumps(record) + "\n")
+    assert user_error("compare", base, other) == (
+        "the baseline and current results have no case in common (another suite, shapes or parameters): "
+        "there is nothing to compare"
+    )
+
+
+def test_unknown_reference_variant_is_exit_2_instead_of_a_silent_speed_gate(tmp_path, user_error):
+    base = results(tmp_path / "base.jsonl")
+    line = user_error("compare", base, base, "--reference", "softmax.spda")
+    assert line.startswith(
+        "--reference 'softmax.spda': no such variant in these results (did you mean 'softmax.sdpa'?)"
+    )
+    # without the speed gate, no reference is needed
+    assert main(["compare", base, base, "--reference", "no.such.variant", "--metrics", "memory,status"]) == 0

@@ -397,3 +397,48 @@ def test_several_seeds_show_the_median_and_range_and_a_seed_that_diverged():
     assert table["2× / 1×"] == "1.50 (1.00–2.00)"
     one = get_task("extrapolation").table(pd.DataFrame([runs[0]]).drop(columns="task.seed")).iloc[0]
     assert one["16 (1×)"] == "4.00" and one["2× / 1×"] == "2.00"
+
+
+def test_two_workers_wanting_the_same_model_at_once_train_it_once(tmp_path, monkeypatch):
+    import threading
+
+    from attnbench.tasks import checkpoints
+
+    monkeypatch.setenv("ATTNBENCH_CACHE_DIR", str(tmp_path))
+    real_load, trainings, missed = checkpoints.load_checkpoint, [], threading.Event()
+    trained = threading.Event()
+
+    def load(key, model):  # notes when the second worker has found no checkpoint
+        info = real_load(key, model)
+        if info is None and threading.current_thread().name == "second":
+            missed.set()
+        return info
+
+    monkeypatch.setattr(checkpoints, "load_checkpoint", load)
+    models = {name: torch.nn.Linear(2, 2) for name in ("first", "second")}
+    infos = {}
+
+    def worker(name: str) -> None:
+        def train() -> dict:
+            trainings.append(name)
+            trained.set()
+            missed.wait(60)  # the other arrives while this one trains
+            with torch.no_grad():
+                models[name].weight.fill_(3.0)
+            return {"steps": 7}
+
+        infos[name] = checkpoints.load_or_train("key", models[name], train)
+
+    first = threading.Thread(target=worker, args=("first",), name="first")
+    first.start()
+    assert trained.wait(60)
+    second = threading.Thread(target=worker, args=("second",), name="second")
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert trainings == ["first"]
+    assert infos == {
+        "first": {"steps": 7, "checkpoint": "trained"},
+        "second": {"steps": 7, "checkpoint": "cached"},
+    }
+    assert torch.equal(models["second"].weight, torch.full((2, 2), 3.0))

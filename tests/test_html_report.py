@@ -152,3 +152,35 @@ def test_where_the_time_goes_renders_in_headless_chromium(tmp_path, chromium, mo
         artifacts.mkdir(parents=True, exist_ok=True)
         section.screenshot(path=str(artifacts / "report-where-the-time-goes.png"))
     assert problems == []
+
+
+def test_results_of_two_machines_get_rows_of_their_own_and_the_report_names_each_host(tmp_path):
+    from attnbench.report.html import build_report
+    from attnbench.report.table import pivot
+    from attnbench.results import load_results
+
+    records = []
+    for host, device, lengths in (("node-a", "CPU A", (256, 512)), ("node-b", "CPU B", (1024,))):
+        for variant in ("softmax.sdpa", "linear.elu"):
+            for n in lengths:
+                env = {"hostname": host, "device_name": device, "ray_node_ip": "10.0.0.1"}
+                outcome = Outcome("ok", metrics={"latency_ms": n / 256}, env=env)
+                records.append(make_record(Case(variant, (), 1, 4, n, 64), outcome, "speed"))
+    path = tmp_path / "cluster.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    df = load_results(path)
+    table = pivot(df, "latency_ms").set_index(["label", "device_name"])
+    assert list(table.index) == [
+        ("linear.elu", "CPU A"),
+        ("linear.elu", "CPU B"),
+        ("softmax.sdpa", "CPU A"),
+        ("softmax.sdpa", "CPU B"),
+    ]
+    assert (
+        table.loc[("linear.elu", "CPU B"), "N=1024"] != ""
+        and table.loc[("linear.elu", "CPU A"), "N=1024"] == ""
+    )
+    html = build_report(df, title="cluster")
+    assert "node-a (4 cases), node-b (2 cases)" in html
+    assert "<th>host</th>" in html  # a column of the every-case table
+    assert "device_name" not in pivot(df[df["hostname"] == "node-a"], "latency_ms")  # one machine

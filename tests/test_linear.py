@@ -115,8 +115,9 @@ def test_delta_rule_is_causal_only():
 
 
 def test_chunked_peak_memory_is_linear_in_n():
-    """Exact CPU peak bytes: doubling N doubles the chunked form's peak (no N×N tensor),
-    while the parallel form's grows fourfold."""
+    """Exact CPU peak bytes: doubling N at most doubles the chunked form's peak (no N×N
+    tensor; a block's working set does not grow with N), while the parallel form's grows
+    fourfold."""
     settings = MeasureSettings(metrics=("memory",), warmup=0, calibrate=False)
 
     def peak(n: int, form: str) -> int:
@@ -125,7 +126,7 @@ def test_chunked_peak_memory_is_linear_in_n():
         assert result.status == "ok", result.error
         return result.metrics["peak_mem_bytes"]
 
-    assert peak(2048, "chunk") == 2 * peak(1024, "chunk")
+    assert peak(2048, "chunk") <= 2 * peak(1024, "chunk")
     assert peak(2048, "parallel") > 3.5 * peak(1024, "parallel")
 
 
@@ -294,7 +295,9 @@ def test_learned_parts_are_trained():
 def test_flop_formula_matches_flop_counter(name, rule, form):
     """The formula counts the form's matmuls exactly. FlopCounterMode misses two of them: the
     triangular solve of the delta rule's UT transform (C²·(F + D) per chunk) and the in-place
-    baddbmm_ that adds the inter-chunk reads (2·F·D per token of the chunked form)."""
+    baddbmm_ that adds the inter-chunk reads (2·F·D per token of the chunked form); it sees one
+    thing the formula leaves out: with attention normalisation the chunked form carries the
+    denominator as a column of ones beside the values (2·(C + F) per token)."""
     shape, params = Shape(2, 3, 96, 16), {"rule": rule, "form": form, "chunk": 64}
     module = REGISTRY.get(name)(heads=3, d_head=16, **params)
     counter = FlopCounterMode(display=False)
@@ -306,4 +309,6 @@ def test_flop_formula_matches_flop_counter(name, rule, form):
     unseen = padded * c * (module.d_dot() + 16) if rule == "delta" else 0
     if form == "chunk":
         unseen += padded * 2 * module.d_dot() * 16
+        if module.norm == "attn":
+            unseen -= padded * 2 * (c + module.d_dot())
     assert formula - unseen == counter.get_total_flops()

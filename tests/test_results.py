@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from attnbench.cases import Case
@@ -64,3 +66,48 @@ def test_case_ids_are_stable_and_differ_by_any_field():
 def test_unreadable_results_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="cannot read results file"):
         load_results(tmp_path / "missing.jsonl")
+
+
+def test_records_of_the_wrong_types_are_skipped_with_a_warning_naming_file_line_and_field(tmp_path):
+    good = make_record(Case("softmax.naive", seq_len=64), outcome(latency_ms=1.0), "s")
+    bad = [
+        {**good, "case": "str"},
+        {**good, "metrics": {"latency_ms": "fast"}},
+        {**good, "case": {**good["case"], "seq_len": "64"}},
+        {**good, "case": {**good["case"], "causal": "yes"}},
+        {**good, "status": "fine"},
+        {**good, "flags": [1]},
+        {**good, "metrics": {"peak_mem_bytes": float("inf")}},
+        {**good, "case_id": 7},
+    ]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good, *bad]))
+    warnings: list[str] = []
+    assert read_records(path, warn=warnings.append) == [good]
+    assert warnings == [
+        f"{path}:{i}: skipped a line that is not an attnbench result: {why}"
+        for i, why in enumerate(
+            [
+                "case is 'str', not an object",
+                "metrics.latency_ms is 'fast', not a finite number",
+                "case.seq_len is '64', not an integer",
+                "case.causal is 'yes', not true/false",
+                "status 'fine' is none of ok, inaccurate, oom, timeout, crash, unsupported, error",
+                "flags holds something other than strings",
+                "metrics.peak_mem_bytes is inf, not a finite number",
+                "case_id is 7, not a string",
+            ],
+            start=2,
+        )
+    ]
+
+
+def test_show_keeps_the_good_records_of_a_file_with_badly_typed_ones(tmp_path, capsys):
+    from attnbench.cli import main
+
+    good = make_record(Case("softmax.naive", seq_len=64), outcome(latency_ms=1.5), "s")
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "case": "str"}) + "\n")
+    assert main(["show", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "1.5" in captured.out and f"{path}:2: skipped" in captured.err

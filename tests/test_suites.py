@@ -114,3 +114,51 @@ def test_shipped_suites_load_and_expand(path):
     cases = suite.cases()
     assert cases and suite.description
     assert all(c.threads >= 1 for c in cases)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("timeout_s = 0", "[suite] timeout_s must be above 0, not 0"),
+        ("timeout_s = -5", "[suite] timeout_s must be above 0, not -5"),
+        ("timeout_s = nan", "[suite] timeout_s must be a finite number, not nan"),
+        ("budget_s = -1", "[suite] budget_s must be above 0, not -1"),
+        ("warmup = -1", "[suite] warmup must be at least 0, not -1"),
+        ("min_samples = 0", "[suite] min_samples must be at least 1, not 0"),
+        ("min_run_time_s = -0.5", "[suite] min_run_time_s must be at least 0, not -0.5"),
+    ],
+)
+def test_suite_numbers_out_of_range_are_refused_when_parsed_naming_the_key(tmp_path, line, message):
+    path = write(tmp_path, f'[suite]\n{line}\n[sweep]\nvariants = ["softmax.naive"]\n')
+    with pytest.raises(UserError) as error:
+        load_suite(str(path))
+    assert str(error.value) == f"{path}:2: {message}"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            '[params."softmax.*"]\nposition = ["none", "<script>"]',
+            "softmax.naive: position must be one of none, ",
+        ),
+        ('[params."linear.*"]\nchunk = [64, 0]', "linear.elu: chunk must be at least 1, not 0"),
+        ('[params."linear.*"]\nrule = "deltaa"', "linear.elu: rule must be one of sum, delta, not 'deltaa'"),
+        (
+            '[params."linear.favor"]\nredraw = 1',
+            'linear.favor: redraw must be false, true or "always", not 1',
+        ),
+        ('[params."linear.favor"]\nm = "64"', "linear.favor: m must be an integer, not '64'"),
+        ('[params."sparse.local"]\nwindow = [0]', "sparse.local: window must be at least 1, not 0"),
+    ],
+    ids=["position", "chunk", "rule", "bool", "int", "window"],
+)
+def test_variant_parameter_values_are_checked_when_the_suite_is_parsed(tmp_path, params, message):
+    path = write(
+        tmp_path,
+        '[sweep]\nvariants = ["softmax.naive", "linear.elu", "linear.favor", "sparse.local"]\n'
+        f"seq_len = [64]\n\n{params}\n",
+    )
+    with pytest.raises(UserError) as error:
+        load_suite(str(path))  # no case expanded, none run
+    assert str(error.value).startswith(f"{path}:6: {message}")

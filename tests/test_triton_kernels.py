@@ -20,10 +20,10 @@ from triton.runtime.interpreter import InterpretedFunction
 from attnbench.cases import Case
 from attnbench.errors import Unsupported
 from attnbench.kernels.delta_chunk import chunk_delta_rule
-from attnbench.kernels.linear_chunk import chunk_linear_attn
+from attnbench.kernels.linear_chunk import chunk_linear_attn, tiles_for
 from attnbench.measure.numerics import relative_error
 from attnbench.registry import REGISTRY
-from attnbench.variants.linear import forms
+from attnbench.variants.linear import chunked, forms
 
 if not torch.cuda.is_available() and not isinstance(tl.zeros, InterpretedFunction):
     # triton.language came in (with torch._dynamo, say) before TRITON_INTERPRET was set
@@ -56,7 +56,7 @@ def test_chunk_linear_attn_matches_chunk_sum(feature_map, norm, d_k, d_v):
         with torch.no_grad():
             out = chunk_linear_attn(q, k, v, feature_map=feature_map, norm=norm, chunk=16)
         phi_q, phi_k = phi(q, feature_map, norm), phi(k, feature_map, norm)
-        want = forms.chunk_sum(phi_q, phi_k, v, normalize=norm == "attn", chunk=16)
+        want = chunked.chunk_sum(phi_q, phi_k, v, normalize=norm == "attn", chunk=16)
         assert out.shape == v.shape and out.dtype == v.dtype
         err = relative_error(out, want)
         assert err < BOUND, f"{feature_map}/{norm} N={n}: error {err:.2e}"
@@ -70,7 +70,7 @@ def test_chunk_delta_rule_matches_chunk_delta(normalize, d_k, d_v):
         v, beta = randn(2, 2, n, d_v, seed=n + 2), torch.sigmoid(randn(2, 2, n, seed=n + 3))
         with torch.no_grad():
             out = chunk_delta_rule(q, k, v, beta, normalize=normalize, chunk=16)
-        want = forms.chunk_delta(q, k, v, beta, normalize=normalize, chunk=16)
+        want = chunked.chunk_delta(q, k, v, beta, normalize=normalize, chunk=16)
         assert out.shape == v.shape and out.dtype == v.dtype
         err = relative_error(out, want)
         assert err < BOUND, f"normalize={normalize} N={n}: error {err:.2e}"
@@ -82,8 +82,8 @@ def test_kernels_reject_shapes_they_cannot_run():
         chunk_linear_attn(q, k, v, chunk=24)
     with pytest.raises(Unsupported, match="power of two"):
         chunk_delta_rule(q, k, v, torch.full((1, 1, 8), 0.5), chunk=8)
-    with pytest.raises(Unsupported, match="features"):
-        chunk_linear_attn(randn(1, 1, 8, 300, seed=1), randn(1, 1, 8, 300, seed=2), v)
+    with pytest.raises(Unsupported, match="shared memory"):  # a 1024 × 1024 score tile
+        chunk_linear_attn(q, k, v, chunk=1024)
     with pytest.raises(Unsupported, match="relu"):
         chunk_linear_attn(q, k, v, feature_map="relu")
 
@@ -138,6 +138,32 @@ def test_triton_variants_declare_a_causal_chunked_cuda_forward():
     ]:
         with pytest.raises(Unsupported, match=match):
             cls(heads=2, d_head=16, **params).check(bad)
-    big = REGISTRY.get("linear.dpfp@triton")(heads=2, d_head=64, nu=3)  # F = 384
-    with pytest.raises(Unsupported, match="features"):
-        big.check(Case(big.name, (), 1, 2, 64, 64, "float32", "cuda", True, "fwd"))
+    big = REGISTRY.get("linear.dpfp@triton")(heads=2, d_head=64, nu=3)  # F = 384: tiled, it runs
+    big.check(Case(big.name, (), 1, 2, 64, 64, "float32", "cuda", True, "fwd"))
+    with pytest.raises(Unsupported, match="shared memory"):
+        cls(heads=2, d_head=16, chunk=1024).check(case())
+
+
+@pytest.mark.parametrize("normalize", [False, True], ids=["plain", "normalized"])
+def test_tiled_delta_rule_at_d_dot_256_by_d_128(normalize):
+    """DPFP-2's shape at d = 64 (d_dot 256) with d = 128 values: 4 feature tiles × 2 value
+    tiles of 64, the configuration that needed 440 KiB before the tiling (small N and batch)."""
+    n = 40
+    q, k = (phi(randn(1, 2, n, 256, seed=i), "elu", "sum") for i in (0, 1))
+    v, beta = randn(1, 2, n, 128, seed=2), torch.sigmoid(randn(1, 2, n, seed=3))
+    assert tiles_for(q, v, 16, delta=True).block_k == 64
+    with torch.no_grad():
+        out = chunk_delta_rule(q, k, v, beta, normalize=normalize, chunk=16)
+    err = relative_error(out, chunked.chunk_delta(q, k, v, beta, normalize=normalize, chunk=16))
+    assert err < BOUND, f"error {err:.2e}"
+
+
+@pytest.mark.parametrize("norm", ["attn", "sum"])
+def test_tiled_sum_rule_with_fused_elu_at_d_256(norm):
+    """elu fused over 4 feature tiles; sum normalisation sums φ over all tiles first."""
+    q, k, v = (randn(1, 2, 40, d, seed=i) for i, d in enumerate((256, 256, 128)))
+    with torch.no_grad():
+        out = chunk_linear_attn(q, k, v, feature_map="elu", norm=norm, chunk=16)
+    want = chunked.chunk_sum(phi(q, "elu", norm), phi(k, "elu", norm), v, normalize=norm == "attn", chunk=16)
+    err = relative_error(out, want)
+    assert err < BOUND, f"error {err:.2e}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,45 @@ err = Console(stderr=True)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}")
+    """One line, never wrapped: a file:line in it stays whole, for people and for grep."""
+    err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def positive_number(text: str) -> float:
+    """argparse type of a timeout: a finite number above 0."""
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+    return value
+
+
+def positive_integer(text: str) -> int:
+    """argparse type of a count: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not above 0")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    """argparse type of a limit where 0 means none: a finite number, 0 or above."""
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative (0 means no limit)")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def add_plugin_argument(p: argparse.ArgumentParser) -> None:
@@ -45,10 +84,17 @@ def load_plugins(names: list[str]) -> None:
     TASKS.discover()
 
 
-def load(paths: list[Path]) -> pd.DataFrame:
+def load(paths: list[Path], *, runs: bool = False) -> pd.DataFrame:
+    """The results in `paths` (with `runs`, every file's records, see `results.runs`); a
+    UserError when they hold none (an empty file is not a filter that matched nothing)."""
     from attnbench.results import load_results
+    from attnbench.results.runs import load_runs
 
-    return load_results(*paths, on_warning=warn)
+    df = load_runs(paths, on_warning=warn) if runs else load_results(*paths, on_warning=warn)
+    if df.empty:
+        names = ", ".join(str(p) for p in paths)
+        raise UserError(f"{names} {'holds' if len(paths) == 1 else 'hold'} no results")
+    return df
 
 
 def filter_rows(df: pd.DataFrame, conditions: list[str]) -> pd.DataFrame:

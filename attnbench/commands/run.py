@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
-from rich.markup import escape
-
+from attnbench import signals
 from attnbench.commands import command
 from attnbench.commands.common import (
     add_plugin_argument,
     console,
     err,
     load_plugins,
+    non_negative_number,
+    positive_integer,
+    positive_number,
     print_task_table,
     unsupported_note,
     warn,
     write_report,
 )
+from attnbench.commands.planning import available_cases, named, print_plan, warn_if_long
 from attnbench.errors import UserError
 
 CORPUS_HELP = (
@@ -37,7 +41,26 @@ def arguments(p: argparse.ArgumentParser) -> None:
         "--executor",
         choices=EXECUTORS.names(),
         default="subprocess",
-        help="subprocess (default): isolate each case; inline: in this process",
+        help="subprocess (default): isolate each case; inline: in this process; ray: on a Ray cluster, "
+        "many cases at once (pip install 'attnbench[ray]')",
+    )
+    p.add_argument(
+        "--address",
+        help="with --executor ray: the Ray cluster to join (`auto`: the one `ray start` made here; "
+        "default: start a local Ray instance)",
+    )
+    p.add_argument(
+        "--max-parallel",
+        type=positive_integer,
+        metavar="K",
+        help="with --executor ray: at most K cases at once (default: as many as the cluster holds)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="where trained checkpoints and calibrations are kept (default $ATTNBENCH_CACHE_DIR or "
+        "~/.cache/attnbench); a folder every node sees lets a cluster train each model once",
     )
     p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
     p.add_argument("--only", help="only variants matching this name, glob or family")
@@ -53,10 +76,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
         help="task suites: train every point with seeds 0 … N−1 (replaces the suite's [task] seeds)",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], help="run every case on this device")
-    p.add_argument("--timeout", type=float, help="seconds per case (default: the suite's timeout_s)")
+    p.add_argument(
+        "--timeout", type=positive_number, help="seconds per case (default: the suite's timeout_s)"
+    )
     p.add_argument(
         "--mem-limit",
-        type=float,
+        type=non_negative_number,
         metavar="GIB",
         help="cap the worker's memory (CPU; default 80%% of RAM; 0 for none)",
     )
@@ -69,8 +94,25 @@ def arguments(p: argparse.ArgumentParser) -> None:
         help="also profile each case (or the cases of these variants: names, globs, families) into "
         "profiles/<label>-<shape>/, linked from its record (suite key `profile`)",
     )
+    p.add_argument(
+        "--budget",
+        type=positive_number,
+        metavar="S",
+        help="start no case after S seconds; continue later with --resume (default: the suite's budget_s)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the cases by variant (run here / unsupported and why) and the time they should take",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also run variants a family or glob selects that cannot run on this device (as unsupported)",
+    )
     p.add_argument("--metric", help="metric of the summary table (default: the suite's `show`)")
     p.add_argument("--report", action="store_true", help="also write reports/<results name>.html at the end")
+    p.add_argument("--title", help="title of the --report page")
     p.add_argument("--corpus", type=Path, metavar="PATH", help=CORPUS_HELP)
 
 
@@ -79,18 +121,25 @@ def run(args: argparse.Namespace) -> int:
     """run a suite's sweep and write results"""
     import torch
 
-    from attnbench.report.table import LEGEND, metric, pivot, status_counts
-    from attnbench.report.terminal import print_frame
+    from attnbench.env import CACHE_ENV
+    from attnbench.report.table import metric
     from attnbench.results import load_results
-    from attnbench.runner.sweep import check_output, default_mem_limit, default_results_path, run_sweep
+    from attnbench.runner.executors import check_executor
+    from attnbench.runner.sweep import default_mem_limit, default_results_path, run_sweep
     from attnbench.suites import load_suite
 
     load_plugins(args.plugin)
+    executor_options = {"address": args.address, "max_parallel": args.max_parallel}
+    check_executor(args.executor, executor_options)
+    if args.cache_dir is not None:
+        os.environ[CACHE_ENV] = str(args.cache_dir.resolve())  # workers, here or on other nodes, read it
     suite = load_suite(args.suite)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
     if args.timeout is not None:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
+    if args.budget is not None:
+        suite = dataclasses.replace(suite, budget_s=args.budget)
     if args.corpus is not None:
         suite = with_corpus(suite, args.corpus)
     if args.seeds is not None:
@@ -99,26 +148,27 @@ def run(args: argparse.Namespace) -> int:
         suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, profile=args.profile))
     show = metric(args.metric or suite.show).column
     cases = suite.cases(only=args.only, device=args.device)
-    if args.shard:
-        cases = shard(cases, args.shard)
     if not cases:
         raise UserError(f"suite {suite.name!r} has no cases{' for --only ' + args.only if args.only else ''}")
+    if not args.all:
+        cases = available_cases(cases, suite.named_variants() | named(args.only))
+    if args.shard:
+        cases = shard(cases, args.shard)
     if suite.settings.profile and suite.task is not None:
         raise UserError(f"profile: suite {suite.name!r} trains models on a task; profiles are of benchmarks")
     if suite.settings.profile and not any(suite.settings.profiles(c.variant, c.label) for c in cases):
         raise UserError(f"profile {suite.settings.profile!r} selects none of suite {suite.name!r}'s cases")
     if suite.task is not None:
         warn_caveats(cases)
-    out = args.output or default_results_path(suite.name, resume=args.resume)
-    check_output(out, resume=args.resume)
+    out = args.output or default_results_path(suite.name, resume=args.resume, shard=args.shard)
+    if args.dry_run:
+        print_plan(suite, cases, out, calibrate=True)
+        return 0
+    warn_if_long(suite, cases, out)
     if args.mem_limit is None:
         mem_limit = default_mem_limit(cases)
     else:
         mem_limit = int(args.mem_limit * 2**30) or None
-    err.print(
-        f"[bold]{escape(suite.name)}[/]: {len(cases)} cases → {escape(str(out))}  (executor {args.executor})",
-        soft_wrap=True,
-    )
     try:
         outcome = run_sweep(
             suite,
@@ -128,12 +178,33 @@ def run(args: argparse.Namespace) -> int:
             executor=args.executor,
             mem_limit=mem_limit,
             console=err,
+            executor_options=executor_options,
         )
-    except KeyboardInterrupt:
-        err.print(f"interrupted: finished cases are in {out}; continue with --resume -o {out}")
-        return 130
-    df = load_results(out)
-    df = df[df["case_id"].isin({c.id for c in cases})]
+    except KeyboardInterrupt as stop:
+        err.print(
+            f"{signals.describe(stop)}: finished cases are in {out}; continue with --resume -o {out}",
+            soft_wrap=True,
+            markup=False,
+        )
+        return signals.exit_code(stop)
+    df = load_results(out, on_warning=warn)  # a skipped line is a warning, not a Python warning
+    if df.empty:  # the budget ran out before the first case
+        console.print(f"no case finished · {outcome.wall_s:.0f} s · results: {out}")
+    else:
+        summarise(df[df["case_id"].isin({c.id for c in cases})], suite, args, show, outcome, out)
+    if outcome.left:
+        console.print(
+            f"[yellow]time budget reached: {outcome.left} cases left; "
+            f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
+        )
+    return 0
+
+
+def summarise(df, suite, args: argparse.Namespace, show: str, outcome, out: Path) -> None:
+    """The end of a run: its table, status counts, profiles and the report."""
+    from attnbench.report.table import LEGEND, machines, metric, pivot, status_counts
+    from attnbench.report.terminal import print_frame
+
     if suite.task and not args.metric:
         print_task_table(df, suite.task.name, "table", {}, title=suite.name)
     else:
@@ -142,15 +213,11 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         f"{status_counts(df)} · {outcome.wall_s:.0f} s · results: {out}{unsupported_note(df, False)}"
     )
+    if machines(df):
+        console.print(f"hosts: {machines(df)}", soft_wrap=True)
     draw_profiles(df)
     if args.report:
-        console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', None)}")
-    if outcome.left:
-        console.print(
-            f"[yellow]time budget reached: {outcome.left} cases left; "
-            f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
-        )
-    return 0
+        console.print(f"report: {write_report(df, Path('reports') / f'{out.stem}.html', args.title)}")
 
 
 def draw_profiles(df) -> None:
@@ -209,4 +276,6 @@ def shard(cases: list, spec: str) -> list:
     index, sep, count = spec.partition("/")
     if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
         raise UserError(f"--shard {spec!r}: expected I/N with 0 ≤ I < N, e.g. 0/4")
+    if int(index) >= len(cases):
+        raise UserError(f"--shard {spec}: shard {index} is empty, the sweep has only {len(cases)} cases")
     return cases[int(index) :: int(count)]

@@ -17,18 +17,33 @@ from attnbench.commands.common import (
     print_task_table,
     task_options,
     unsupported_note,
+    warn,
 )
 from attnbench.report.terminal import FORMATS
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
     from attnbench.report.table import METRICS
+    from attnbench.results.runs import COMBINE
     from attnbench.tasks import all_tasks
 
     p.add_argument("results", nargs="+", type=Path, help="results file(s) (JSON lines)")
     p.add_argument(
         "--metric",
-        help=f"one of: {', '.join(METRICS)} (default latency_ms; task results default to the task's table)",
+        help=f"one or several, comma-separated, of: {', '.join(METRICS)} (default latency_ms; "
+        "task results default to the task's table)",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="VARIANT",
+        help="add each case's ratio to this variant at the same shape (latency: its speed-up; "
+        "others: case ÷ baseline), e.g. --baseline softmax.sdpa",
+    )
+    p.add_argument(
+        "--combine",
+        choices=COMBINE,
+        help="several files measuring the same cases: one row per case (median or min of each metric, "
+        "or the last file's) instead of one row per file",
     )
     for task in all_tasks():  # each task's own options, e.g. retrieval's --threshold
         for name, option in task.options.items():
@@ -64,12 +79,18 @@ def arguments(p: argparse.ArgumentParser) -> None:
 @command("show", arguments=arguments, order=30)
 def run(args: argparse.Namespace) -> int:
     """print a results file as a table"""
-    from attnbench.report.table import LEGEND, metric, pivot, status_counts
+    from attnbench.report.ratios import metric_names, metrics_table
+    from attnbench.report.table import LEGEND, pivot, status_counts
     from attnbench.report.terminal import print_frame
     from attnbench.tasks import task_of_results
 
     load_plugins(args.plugin)
-    df = filter_rows(load(args.results), args.where)
+    if args.plot:
+        from attnbench.report.figures import check_figure_path
+
+        check_figure_path(args.plot)
+    df = filter_rows(load(args.results, runs=True), args.where)
+    df = as_runs(df, args.combine)
     if args.roofline:
         return show_roofline(df, args)
     name = task_name(df)
@@ -79,7 +100,19 @@ def run(args: argparse.Namespace) -> int:
         if args.plot:
             err.print(f"figure: {task_of_results(name).figure(df, args.plot, **options)}")
         return 0
-    m = metric(args.metric or "latency_ms")
+    chosen = metric_names(args.metric or "latency_ms")
+    if len(chosen) > 1 or args.baseline:
+        raw = args.format == "csv"
+        table = metrics_table(df, chosen, baseline=args.baseline, raw=raw, unsupported=args.all)
+        what = ", ".join(m.title for m in chosen)
+        print_frame(
+            console, table, what + (f"; ratios to {args.baseline}" if args.baseline else ""), args.format
+        )
+        if args.format == "table":
+            console.print(f"[dim]{LEGEND}[/]")
+            console.print(status_counts(df) + unsupported_note(df, args.all))
+        return 0
+    m = chosen[0]
     table = pivot(df, m.column, raw=args.format == "csv", unsupported=args.all)
     print_frame(console, table, m.title, args.format)
     if args.format == "table":
@@ -91,6 +124,30 @@ def run(args: argparse.Namespace) -> int:
         title = m.title.split(" (")[0] + (f" ({', '.join(args.where)})" if args.where else "")
         err.print(f"figure: {plot_vs_seq_len(df, m.column, args.plot, title=title)}")
     return 0
+
+
+def as_runs(df, combine: str | None):
+    """Several files' records: combined into one row per case (`combine`), or each kept with
+    its `run`, saying which cases the runs measured differently beyond their spread."""
+    from attnbench.results.runs import combine as combined
+    from attnbench.results.runs import disagreements
+
+    if "run" not in df:
+        return df
+    if combine:
+        return combined(df, combine)
+    lines = disagreements(df)
+    for line in lines[:10]:
+        warn(f"runs disagree: {line}")
+    if len(lines) > 10:
+        warn(f"runs disagree on {len(lines) - 10} more cases")
+    shared = int(df["case_id"].duplicated().sum())
+    err.print(
+        f"[dim]{shared} measurements of cases another file also measured: each kept as its own row "
+        "(column run); --combine median gives one row per case[/]",
+        soft_wrap=True,
+    )
+    return df
 
 
 def show_roofline(df, args: argparse.Namespace) -> int:

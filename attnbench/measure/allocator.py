@@ -6,8 +6,17 @@ and trims the heap top, so what a call costs depends on what ran before it. Meas
 same SDPA call at 10.9 ms and 4.7 ms in one process; FAVOR+ at N = 8192 (32 MiB feature
 tensors) at 100 ms with 40,000 page faults per call against 61 ms with none, and `linear.elu`
 slowing from 28 to 44 ms after it. Serving every block from the heap (no mmap) and keeping
-freed memory (trim only above 4 GiB) gives every case the allocator a long-running process
-settles into, whatever ran before it: no page faults once warm.
+freed memory (trim only above 2 GiB) gives every case the allocator a long-running process
+settles into, whatever ran before it: no page faults once warm. (mallopt takes a C int: the
+4 GiB this module asked for until issue 19 wrapped to 0, which trimmed the heap on every free,
+so every large allocation faulted all its pages in: 4,096 faults per 16 MiB block, measured.)
+
+The price of keeping freed memory is a worker that grows over a sweep: each case of a slightly
+larger size than the last left its blocks free but resident, fragmented around long-lived small
+allocations (issue 16: 0.58 MiB per case over 500 small ascending cases with memory measured,
+`benchmarks/worker_soak.py`). So between cases, never inside one, `release_free_memory` hands
+the free pages back (`malloc_trim(0)`, which also returns whole free pages inside the heap); the
+next case's first call and warm-up fault them in again before anything is timed.
 """
 
 from __future__ import annotations
@@ -18,17 +27,36 @@ import functools
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-TRIM_THRESHOLD = 4 << 30
+TRIM_THRESHOLD = (1 << 31) - 1  # the largest C int
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, or None where malloc is another libc's (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (both are glibc's own)
+    except (OSError, AttributeError):
+        return None
+    return libc
 
 
 @functools.cache
 def steady_cpu_allocator() -> str:
     """Pin glibc's malloc behaviour for this process; returns what was done, for the record."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-    except (OSError, AttributeError):
-        ok = False
+    libc = _glibc()
+    ok = (
+        libc is not None
+        and libc.mallopt(M_MMAP_MAX, 0) == 1
+        and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    )
     if not ok:
         return "default (not glibc)"
-    return f"glibc mmap off, trim_threshold={TRIM_THRESHOLD >> 30}GiB"
+    return f"glibc mmap off, trim_threshold={(TRIM_THRESHOLD + 1) >> 30}GiB"
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the kernel; call between cases, not while timing."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)

@@ -9,6 +9,7 @@ timed with triton.testing.do_bench. Copy bandwidth counts bytes read plus bytes 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from attnbench.env import cache_dir, cpu_model, device_name
+from attnbench.env import cache_dir, cache_lock, cpu_model, device_name
 from attnbench.measure.timing import time_fn
 
 
@@ -78,7 +79,7 @@ def _load() -> dict:
 def _save(entries: dict) -> None:
     path = cache_dir() / "calibration.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two writers never share a temporary file
     tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
     tmp.replace(path)
 
@@ -98,17 +99,25 @@ def ceilings(
         return ceil if cached else None
     if not missing and not need_copy:
         return ceil
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for dtype in missing:
-            ceil.matmul_flops[dtype] = measure_matmul(device, dtype, threads)
-        if need_copy:
-            ceil.copy_bytes_per_s = measure_copy(device, threads)
-    finally:
-        torch.set_num_threads(previous)
-    ceil.measured_at = time.strftime("%Y-%m-%dT%H:%M:%S")
-    entries = _load()  # another process may have written meanwhile
-    entries[key] = asdict(ceil)
-    _save(entries)
+    # one worker of this machine measures at a time (two at once would each slow the other and
+    # record ceilings too low); one that waited may find what it needs measured meanwhile
+    with cache_lock("calibration-" + hashlib.sha256(key.encode()).hexdigest()[:16]):
+        if not force and (again := _load().get(key)):
+            ceil = Ceilings(**again)
+            missing = [d for d in dtypes if d not in ceil.matmul_flops]
+            need_copy = ceil.copy_bytes_per_s is None
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            for dtype in missing:
+                ceil.matmul_flops[dtype] = measure_matmul(device, dtype, threads)
+            if need_copy:
+                ceil.copy_bytes_per_s = measure_copy(device, threads)
+        finally:
+            torch.set_num_threads(previous)
+        if missing or need_copy:
+            ceil.measured_at = time.strftime("%Y-%m-%dT%H:%M:%S")
+            entries = _load()  # another machine sharing the folder may have written meanwhile
+            entries[key] = asdict(ceil)
+            _save(entries)
     return ceil

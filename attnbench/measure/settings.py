@@ -10,9 +10,10 @@ from typing import Any
 METRIC_GROUPS = ("time", "memory", "error")
 
 
-def _setting(default: Any, key: str | None = None) -> Any:
-    """A setting and the [suite] key that sets it (its own name unless given)."""
-    return field(default=default, metadata={"suite_key": key})
+def _setting(default: Any, key: str | None = None, *, minimum: float | None = None) -> Any:
+    """A setting, the [suite] key that sets it (its own name unless given) and the least
+    value a suite may give it."""
+    return field(default=default, metadata={"suite_key": key, "minimum": minimum})
 
 
 @dataclass(frozen=True)
@@ -20,11 +21,12 @@ class MeasureSettings:
     """How a case is measured (not part of its identity). Each field is a [suite] key."""
 
     metrics: tuple[str, ...] = _setting(METRIC_GROUPS)
-    min_run_time: float = _setting(0.5, "min_run_time_s")  # seconds of timed calls (CPU); rep time on GPU
-    min_samples: int = _setting(7)  # timed samples at least, however slow the call (CPU)
-    warmup: int = _setting(2)  # calls after the first (compiling) one, before timing
-    error_rows: int = _setting(128)  # query rows sampled for the error against the oracle
-    recompile_limit: int = _setting(64)  # torch.compile cache per function, sized for a sweep
+    # seconds of timed calls (CPU); rep time on GPU
+    min_run_time: float = _setting(0.5, "min_run_time_s", minimum=0)
+    min_samples: int = _setting(7, minimum=1)  # timed samples at least, however slow the call (CPU)
+    warmup: int = _setting(2, minimum=0)  # calls after the first (compiling) one, before timing
+    error_rows: int = _setting(128, minimum=1)  # query rows sampled for the error against the oracle
+    recompile_limit: int = _setting(64, minimum=1)  # torch.compile cache per function, sized for a sweep
     calibrate: bool = _setting(True)  # report % of this machine's measured ceilings
     # also profile the cases of these variants (true: every case; or names, globs, families,
     # comma-separated), each into a folder under profile_dir that its record links

@@ -21,6 +21,21 @@ ORACLES: dict[str, Oracle] = {
 }
 
 
+def register(key: str) -> Callable[[Oracle], Oracle]:
+    """Add a float64 oracle under `key`, for a variant (a plugin's, say) whose maths no oracle
+    here computes: `oracle(q, k, v, *, causal, rows=None, **its oracle_kwargs)` returning the
+    output rows `rows` (all when None) in float64. The variant names it in `reference`."""
+
+    def add(oracle: Oracle) -> Oracle:
+        existing = ORACLES.get(key)
+        if existing is not None and existing.__qualname__ != oracle.__qualname__:
+            raise ValueError(f"oracle {key!r} registered twice: {existing} and {oracle}")
+        ORACLES[key] = oracle
+        return oracle
+
+    return add
+
+
 def get(key: str) -> Oracle:
     """The oracle named `key`; a variant naming one that does not exist is a UserError."""
     from attnbench.errors import UserError, did_you_mean

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from attnbench.cases import describe
-from attnbench.errors import UserError
+from attnbench.errors import UserError, did_you_mean
+from attnbench.results.frame import relative_spread
 
 SHAPE = ["batch", "heads", "seq_len", "d_head", "dtype", "device", "causal", "mode", "threads"]
 
@@ -52,20 +53,19 @@ def _reference_latency(df: pd.DataFrame, reference: str) -> dict[tuple, pd.Serie
     return {tuple(r[k] for k in SHAPE): r for _, r in ref.iterrows()}
 
 
-def _spread(row: pd.Series) -> float:
-    """Half the interquartile range relative to the median (0 when not recorded)."""
-    iqr, median = row.get("latency_iqr_ms"), row.get("latency_ms")
-    if iqr is None or median is None or pd.isna(iqr) or pd.isna(median) or not median:
-        return 0.0
-    return 0.5 * float(iqr) / float(median)
-
-
 def compare(base: pd.DataFrame, current: pd.DataFrame, rules: Rules = Rules()) -> list[Change]:
     """Every notable change from `base` to `current` (regressions first)."""
     for name, df in (("baseline", base), ("current", current)):
         if df.empty or "case_id" not in df:
             raise UserError(f"the {name} results hold no cases")
     b, c = base.set_index("case_id"), current.set_index("case_id")
+    if not set(b.index) & set(c.index):
+        raise UserError(
+            "the baseline and current results have no case in common (another suite, shapes or "
+            "parameters): there is nothing to compare"
+        )
+    if "time" in rules.metrics:
+        _check_reference(rules.reference, base, current)
     changes: list[Change] = []
     for cid in sorted(set(c.index) - set(b.index)):
         changes.append(Change(cid, describe(c.loc[cid]), "new", "", c.loc[cid, "status"], None, False))
@@ -86,6 +86,17 @@ def compare(base: pd.DataFrame, current: pd.DataFrame, rules: Rules = Rules()) -
         if "time" in rules.metrics and rc["variant"] != rules.reference:
             changes.extend(_speed(cid, what, rb, rc, ref_b, ref_c, rules))
     return sorted(changes, key=lambda ch: (not ch.regression, ch.kind, ch.case))
+
+
+def _check_reference(reference: str, base: pd.DataFrame, current: pd.DataFrame) -> None:
+    """Speed is a ratio to the reference variant: one that neither run measured would turn the
+    speed gate off without a word."""
+    variants = set(base["variant"].dropna()) | set(current["variant"].dropna())
+    if reference not in variants:
+        raise UserError(
+            f"--reference {reference!r}: no such variant in these results{did_you_mean(reference, variants)} "
+            "(speed is the ratio to it; --metrics memory,status gates without speed)"
+        )
 
 
 def _memory(cid: str, what: str, rb: pd.Series, rc: pd.Series, rules: Rules) -> list[Change]:
@@ -111,7 +122,7 @@ def _speed(cid, what, rb, rc, ref_b, ref_c, rules: Rules) -> list[Change]:
     ratio_b = rb["latency_ms"] / ref_b[key]["latency_ms"]
     ratio_c = rc["latency_ms"] / ref_c[key]["latency_ms"]
     rel = ratio_c / ratio_b - 1
-    spread = math.sqrt(sum(_spread(r) ** 2 for r in (rb, rc, ref_b[key], ref_c[key])))
+    spread = math.sqrt(sum(relative_spread(r) ** 2 for r in (rb, rc, ref_b[key], ref_c[key])))
     band = max(rules.threshold, rules.noise * spread)
     if abs(rel) <= band:
         return []

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from attnbench.errors import UserError
-from attnbench.report.table import ROW_AXES, crossover, hide_unsupported, metric
+from attnbench.report.table import MEASURED, crossover, hide_unsupported, metric, row_axes
 
 
 def scaling_exponent(n: np.ndarray, y: np.ndarray) -> float | None:
@@ -32,10 +32,13 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
 
     m = metric(name)
     ok = hide_unsupported(m.of(df))
-    ok = ok[(ok["status"] == "ok") & ok[m.column].notna()] if m.column in ok else ok.iloc[0:0]
+    if m.column in ok:  # log-log axes: a value of 0 (or a hand-edited negative) has no place
+        ok = ok[(ok["status"] == "ok") & (ok[m.column] > 0) & (ok["seq_len"] > 0)]
+    else:
+        ok = ok.iloc[0:0]
     if ok.empty:
-        raise UserError(f"no ok results hold {name!r} to plot")
-    varying = [c for c in ROW_AXES[1:] if c in ok and ok[c].nunique(dropna=False) > 1]
+        raise UserError(f"no ok results hold a positive {name!r} to plot (the axes are logarithmic)")
+    varying = row_axes(ok)[1:]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     groups = list(ok.groupby(["label", *varying], dropna=False, sort=True))
     colors = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
@@ -70,7 +73,7 @@ def plot_vs_seq_len(df: pd.DataFrame, name: str, path: str | Path, *, title: str
 def _axis_text(axis: str, value) -> str:
     if axis == "causal":
         return "causal" if value else "full"
-    if axis in ("label", "mode", "dtype", "device"):
+    if axis in ("label", "mode", "dtype", "device", "device_name"):
         return str(value)
     return f"{axis}={value}"
 
@@ -85,6 +88,8 @@ def plot_crossover(df: pd.DataFrame, path: str | Path, *, reference: str = "soft
     modes = sorted(set(ok.loc[ok["variant"] == reference, "mode"]))
     if not modes:
         raise UserError(f"no ok causal {reference} results to compare against")
+    if ok["seq_len"].nunique() < 2:
+        raise UserError("a crossover needs results at two sequence lengths or more")
     fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 4.8), squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
         part = ok[ok["mode"] == mode]
@@ -96,8 +101,13 @@ def plot_crossover(df: pd.DataFrame, path: str | Path, *, reference: str = "soft
                 continue
             ratio = group["latency_ms"].to_numpy() / ref.loc[group["seq_len"]].to_numpy()
             cross = crossover(dict(zip(group["seq_len"], group["latency_ms"], strict=True)), ref.to_dict())
-            note = "never" if cross is None else "from the start" if cross == 0 else f"from N ≈ {cross:.0f}"
-            ax.plot(group["seq_len"], ratio, "-o", ms=3, label=f"{label}  (faster {note})")
+            ax.plot(
+                group["seq_len"],
+                ratio,
+                "-o",
+                ms=3,
+                label=f"{label}  ({crossover_text(cross, group['seq_len'])})",
+            )
         ax.axhline(1.0, color="grey", ls="--", lw=1)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -105,8 +115,44 @@ def plot_crossover(df: pd.DataFrame, path: str | Path, *, reference: str = "soft
         ax.set_ylabel(f"latency / {reference} latency")
         ax.set_title(f"causal {mode}: where linear and sparse variants overtake softmax")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
+        outside_legend(ax, 6)
     return save(fig, axes[0][-1], path, legend=False)
+
+
+def crossover_text(cross: float | None, lengths: pd.Series) -> str:
+    """The legend's words for a crossover over the lengths measured."""
+    if cross is None:
+        return f"not faster at N = {int(lengths.max())}"
+    if cross == 0:
+        return f"faster at every N measured, {int(lengths.min())}–{int(lengths.max())}"
+    return f"faster from N ≈ {cross:.0f}"
+
+
+def plot_bars(df: pd.DataFrame, name: str, path: str | Path, *, title: str | None = None) -> Path:
+    """`name` of each case at one sequence length as horizontal bars, one per row of the table
+    (what a figure against N becomes when the results hold one N)."""
+    plt = pyplot()
+    m = metric(name)
+    ok = hide_unsupported(m.of(df))
+    if m.column not in ok:
+        raise UserError(f"no results hold {name!r} to draw")
+    ok = ok[ok["status"].isin(MEASURED) & ok[m.column].notna()]
+    if ok.empty:
+        raise UserError(f"no results hold {name!r} to draw")
+    varying = row_axes(ok)[1:]
+    ok = ok.sort_values(m.column)
+    labels = [
+        " ".join(_axis_text(a, r[a]) for a in ["label", *varying]) + (" ✗" if r["status"] != "ok" else "")
+        for _, r in ok.iterrows()
+    ]
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.28 * len(ok)))
+    ax.barh(range(len(ok)), ok[m.column].to_numpy(float) * m.scale, color="tab:blue")
+    ax.set_yticks(range(len(ok)), labels, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(m.title.split(" (")[0])
+    ax.set_title(title or f"{m.title.split(' (')[0]} at N = {int(ok['seq_len'].iloc[0])}")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    return save(fig, ax, path, legend=False)
 
 
 def plot_position_costs(df: pd.DataFrame, path: str | Path) -> Path:
@@ -138,7 +184,7 @@ def plot_position_costs(df: pd.DataFrame, path: str | Path) -> Path:
         ax.set_ylabel("median latency, ms")
         ax.set_title(f"positional schemes, N = {n}, {mode}")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
+        outside_legend(ax)
     return save(fig, axes[0][-1], path, legend=False)
 
 
@@ -158,16 +204,36 @@ def pyplot():
     return plt
 
 
+def check_figure_path(path: Path) -> None:
+    """Refuse a figure file whose suffix matplotlib cannot write, before anything is drawn."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        known = ", ".join(f".{f}" for f in sorted(formats))
+        suffix = path.suffix or "(no suffix)"
+        raise UserError(f"--plot {path}: no figure format {suffix!r}; end it in one of {known}")
+
+
+def outside_legend(ax, fontsize: int = 7) -> None:
+    """The legend to the right of the axes, never over a curve."""
+    ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
 def save(fig, ax, path: str | Path, *, legend: bool = True) -> Path:
     """Grid and legend on `ax` (a figure of several panels sets its own: `legend=False`),
     tight layout; write PNG or SVG (by suffix) and close the figure."""
     plt = pyplot()
     if legend:
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        outside_legend(ax)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=130, bbox_inches="tight")  # the page grows to hold a legend outside
+    except OSError as e:
+        raise UserError(f"cannot write the figure {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
     return path

@@ -14,13 +14,12 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from attnbench.cases import Shape
 from attnbench.errors import UserError
-from attnbench.report import figures
+from attnbench.report.benchmark import benchmark_section
 from attnbench.report.frontier import frontier_table, plot_frontier
 from attnbench.report.profiles import time_section
-from attnbench.report.sections import Cell, Figure, Section, Table, cell, frame_table, png
-from attnbench.report.table import hide_unsupported
+from attnbench.report.sections import Figure, Section, frame_table, png
+from attnbench.report.table import hide_unsupported, machines
 from attnbench.results.frame import task_column
 from attnbench.tasks import task_of_results
 
@@ -39,7 +38,8 @@ table.sortable th { cursor: pointer; background: #f4f4f4; user-select: none; }
 table.sortable th[aria-sort="ascending"]::after { content: " ▲"; }
 table.sortable th[aria-sort="descending"]::after { content: " ▼"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.status-ok { color: #1a7f37; } .status-oom, .status-error, .status-crash, .status-timeout { color: #c62828; }
+.status-ok { color: #1a7f37; }
+.status-inaccurate, .status-oom, .status-error, .status-crash, .status-timeout { color: #c62828; }
 .status-unsupported { color: #888; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 12px; }
@@ -95,69 +95,6 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
-def cases_table(df: pd.DataFrame) -> Table:
-    """Every benchmark case: its shape, status, median latency with its spread, peak memory,
-    error against float64, and why it did not run."""
-    rows = []
-    for _, r in df.sort_values(["label", "mode", "causal", "seq_len"]).iterrows():
-        median, iqr = r.get("latency_ms"), r.get("latency_iqr_ms")
-        spread = (
-            f"±{50 * iqr / median:.1f}%"
-            if median and iqr is not None and not pd.isna(iqr) and median > 0
-            else ""
-        )
-        peak = r.get("peak_mem_bytes")
-        rows.append(
-            [
-                cell(r["label"]),
-                cell(str(Shape(r["batch"], r["heads"], r["seq_len"], r["d_head"]))),
-                cell(r["dtype"]),
-                cell(r["device"]),
-                cell("causal" if r["causal"] else "full"),
-                cell(r["mode"]),
-                cell(r["status"]),
-                cell(median),
-                Cell(spread, "num"),
-                cell(None if peak is None or pd.isna(peak) else peak / 2**20),
-                cell(r.get("rel_err")),
-                cell(r.get("error")),
-            ]
-        )
-    columns = ["variant", "shape", "dtype", "device", "mask", "mode", "status", "median ms", "spread",
-               "peak MiB", "rel err", "reason"]  # fmt: skip
-    return Table("Every case (click a header to sort)", columns, rows)
-
-
-def benchmark_figures(df: pd.DataFrame) -> list[Figure]:
-    """Latency, throughput and peak memory against N, one figure each per (mask, mode) the results hold; the
-    crossover against softmax and the positional schemes' costs when the results have them."""
-    out = []
-    extra = [("where other variants overtake softmax.sdpa (latency ratio)", figures.plot_crossover)]
-    if "params" in df and df["params"].fillna("").str.contains("position=").any():
-        extra.append(("cost of each positional scheme", figures.plot_position_costs))
-    for title, draw in extra:
-        data = png(lambda p, draw=draw: draw(df, p))
-        if data:
-            out.append(Figure(title, data))
-    for (causal, mode), part in df.groupby(["causal", "mode"], sort=True):
-        where = f"{'causal' if causal else 'full'} {mode}"
-        for name, what in (
-            ("latency_ms", "latency"),
-            ("tokens_per_s", "throughput"),
-            ("peak_mem_bytes", "peak memory"),
-        ):
-            if name in part and part[name].notna().any():
-                title = f"{what} vs sequence length, {where}"
-                data = png(
-                    lambda p, part=part, name=name, title=title: figures.plot_vs_seq_len(
-                        part, name, p, title=title
-                    )
-                )
-                if data:
-                    out.append(Figure(title, data))
-    return out
-
-
 def build_report(df: pd.DataFrame, *, title: str) -> str:
     """The report's HTML for the results in `df` (one or more suites)."""
     if df.empty:
@@ -166,7 +103,7 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
     benchmark = df[task_names.isna()]
     sections: list[Section] = []
     if not benchmark.empty:
-        sections.append(Section("Benchmark", benchmark_figures(benchmark), [cases_table(benchmark)]))
+        sections.append(benchmark_section(benchmark))
         where = time_section(benchmark)
         if where is not None:
             sections.append(where)
@@ -184,7 +121,7 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
         ("devices", ", ".join(sorted(df["device_name"].dropna().astype(str).unique()))),
         ("torch", ", ".join(sorted(df["torch"].dropna().astype(str).unique()))),
         ("git revision", ", ".join(sorted(df["git_revision"].dropna().astype(str).unique()))),
-        ("hosts", ", ".join(sorted(df["hostname"].dropna().astype(str).unique()))),
+        ("hosts", machines(df) or ", ".join(sorted(df["hostname"].dropna().astype(str).unique()))),
         ("cases", str(len(df))),
         (
             "variants that could not run here",
@@ -200,6 +137,10 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
 
 def write_report(df: pd.DataFrame, path: str | Path, *, title: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(build_report(df, title=title), encoding="utf-8")
+    page = build_report(df, title=title)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write the report {path}: {e.strerror or e}") from None
     return path

@@ -77,7 +77,7 @@ def png(draw: Callable[[Path], object]) -> str | None:
 
 def task_section(task: type[Task], df: pd.DataFrame) -> Section:
     """A task's results as the report shows them by default: its figure, its table, and the
-    status of every case."""
+    status counts with the cases that did not end ok."""
     figures = []
     if task.has_figure():
         data = png(lambda p: task.figure(df, p))
@@ -86,5 +86,14 @@ def task_section(task: type[Task], df: pd.DataFrame) -> Section:
     tables = []
     with contextlib.suppress(UserError):  # nothing the table can show
         tables.append(frame_table(f"{task.name}: {task.title}", task.table(df)))
-    tables.append(frame_table(f"{task.name}: status of every case", df[["label", "status", "error"]]))
+    tables.append(status_table(f"{task.name}: ", df))
     return Section(f"Task: {task.name}", figures, tables)
+
+
+def status_table(prefix: str, df: pd.DataFrame) -> Table:
+    """The status counts in the title, and only the cases that did not end `ok`, with why."""
+    from attnbench.report.table import status_counts
+
+    bad = df[df["status"] != "ok"]
+    title = f"{prefix}{status_counts(df)}" + ("; the cases that did not end ok" if len(bad) else "")
+    return frame_table(title, bad[["label", "status", "error"]])

@@ -51,14 +51,18 @@ METRICS = {
         Metric("pct_peak_bw", "% of this machine's copy bandwidth", "{:.1f}", timed=True),
         Metric("roof_pct", "% of the roofline at its intensity", "{:.1f}", timed=True, derive=_roofline),
         Metric("peak_mem_bytes", "peak memory, MiB", "{:,.2f}", scale=1 / 2**20),
-        Metric("rel_err", "relative error vs float64", "{:.1e}"),
-        Metric("grad_rel_err", "gradient relative error vs float64", "{:.1e}"),
+        Metric("rel_err", "relative error vs the variant's own float64 oracle", "{:.1e}"),
+        Metric("grad_rel_err", "gradient relative error vs the variant's own float64 oracle", "{:.1e}"),
         Metric("wall_s", "wall time of the case, s", "{:.1f}"),
     )
 }
-ROW_AXES = ["label", "dtype", "device", "causal", "mode", "batch", "heads", "d_head", "threads"]
+ROW_AXES = ["label", "dtype", "device", "causal", "mode", "batch", "heads", "d_head", "threads", "run"]
+# results of several machines (a Ray cluster's nodes, files merged) are told apart by the
+# device they ran on: identical machines share a row, and a different one never hides in it
+MACHINE = "device_name"
 INVALID_MARK = "†"  # compile fell back / recompiled while timed
 NOISY_MARK = "~"  # spread above the noise threshold
+INACCURATE_MARK = "✗"  # measured, but its error against its oracle is above the tolerance
 
 
 def metric(name: str) -> Metric:
@@ -77,14 +81,31 @@ def pivot(df: pd.DataFrame, name: str, *, raw: bool = False, unsupported: bool =
     df = m.of(df)
     if not unsupported:
         df = hide_unsupported(df)
-    rows = [c for c in ROW_AXES if c in df and (c == "label" or df[c].nunique(dropna=False) > 1)]
-    cells = df.apply(lambda r: _cell(r, m, raw), axis=1)
+    rows = row_axes(df)
+    cells = df.apply(lambda r: status_cell(r, m, raw), axis=1)
     df = df.assign(_cell=cells)
+    if MACHINE in rows:
+        df[MACHINE] = df[MACHINE].fillna("unknown")  # pivot_table drops rows with a missing key
     if "causal" in df:
         df["causal"] = df["causal"].map({True: "causal", False: "full"}).fillna(df["causal"])
     table = df.pivot_table(index=rows, columns="seq_len", values="_cell", aggfunc="first", sort=True)
     table.columns = [f"N={c}" for c in table.columns]
     return table.reset_index().fillna("")
+
+
+def row_axes(df: pd.DataFrame) -> list[str]:
+    """`label`, the case axes that vary in `df`, and the machine where there are several."""
+    rows = [c for c in ROW_AXES if c in df and (c == "label" or df[c].nunique(dropna=False) > 1)]
+    return rows + ([MACHINE] if MACHINE in df and df[MACHINE].nunique() > 1 else [])
+
+
+def machines(df: pd.DataFrame) -> str:
+    """`host-a (12 cases), host-b (30 cases)`: where the results ran, when on more than one
+    host; "" otherwise."""
+    if "hostname" not in df or df["hostname"].nunique() < 2:
+        return ""
+    counts = df["hostname"].value_counts().sort_index()
+    return ", ".join(f"{host} ({n} case{'s' * (n != 1)})" for host, n in counts.items())
 
 
 def hide_unsupported(df: pd.DataFrame) -> pd.DataFrame:
@@ -95,8 +116,10 @@ def hide_unsupported(df: pd.DataFrame) -> pd.DataFrame:
     return kept if not kept.empty else df
 
 
-def _cell(row: pd.Series, m: Metric, raw: bool):
-    if row["status"] != "ok":
+def status_cell(row: pd.Series, m: Metric, raw: bool):
+    """The metric of one case as a table shows it: its value with its spread and marks, or its
+    status when it did not run."""
+    if row["status"] not in MEASURED:
         return row["status"]
     value = row.get(m.column)
     if value is None or pd.isna(value):
@@ -107,6 +130,8 @@ def _cell(row: pd.Series, m: Metric, raw: bool):
     if m.spread and not pd.isna(row.get(m.spread)) and value:
         text += f" ±{50 * row[m.spread] / value:.0f}%"
     flags = str(row.get("flags") or "")
+    if row["status"] == "inaccurate":
+        text += INACCURATE_MARK
     if "fallback_eager" in flags or "recompiled_during_timing" in flags:
         text += INVALID_MARK
     elif m.timed and "noisy" in flags:
@@ -119,7 +144,10 @@ def status_counts(df: pd.DataFrame) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in counts.index)
 
 
+MEASURED = ("ok", "inaccurate")  # statuses whose metrics were measured
+
 LEGEND = (
+    f"{INACCURATE_MARK} inaccurate (error against its oracle above the tolerance: other maths); "
     f"{INVALID_MARK} invalid (torch.compile fell back to eager or recompiled while timed); "
     f"{NOISY_MARK} noisy (IQR above 10% of the median)"
 )

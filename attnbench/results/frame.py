@@ -10,23 +10,11 @@ from typing import Any
 import pandas as pd
 
 from attnbench.errors import UserError
+from attnbench.results.schema import CASE_FIELDS, ENV_COLUMNS
 from attnbench.results.store import read_records
 
-CASE_COLUMNS = [
-    "variant",
-    "params",
-    "batch",
-    "heads",
-    "seq_len",
-    "d_head",
-    "dtype",
-    "device",
-    "causal",
-    "mode",
-    "threads",
-]
-ENV_COLUMNS = ["device_name", "torch", "git_revision", "hostname"]
-# every column that is not a metric (task parameters are `task.<name>` columns besides these)
+CASE_COLUMNS = [k for k in CASE_FIELDS if k != "task"]  # task parameters are `task.<name>` columns
+# every column that is not a metric
 RECORD_COLUMNS = [
     "case_id",
     "label",
@@ -37,6 +25,7 @@ RECORD_COLUMNS = [
     "flags",
     "wall_s",
     *ENV_COLUMNS,
+    "run",  # the file a row comes from, when several are read as runs (results.runs)
 ]
 
 
@@ -44,21 +33,23 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
     case = rec["case"]
     row: dict[str, Any] = {
         "case_id": rec["case_id"],
-        "label": rec.get("label", case.get("variant")),
+        "label": rec.get("label") or case.get("variant"),
         "suite": rec.get("suite"),
         "status": rec["status"],
         "error": rec.get("error"),
     }
     row.update({k: case.get(k) for k in CASE_COLUMNS})
-    row["params"] = ",".join(f"{k}={v}" for k, v in sorted(case.get("params", {}).items()))
+    row["params"] = ",".join(f"{k}={v}" for k, v in sorted((case.get("params") or {}).items()))
     for k, v in (case.get("task") or {}).items():
         row[f"task.{k}"] = v
-    for k, v in rec.get("metrics", {}).items():
-        if not isinstance(v, dict):  # a list (a task's per-length results, a curve) is one object cell
+    for k, v in (rec.get("metrics") or {}).items():
+        # a list (a task's per-length results, a curve) is one object cell; a metric never
+        # takes the place of a column of the record
+        if not isinstance(v, dict) and k not in RECORD_COLUMNS:
             row[k] = v
-    row["flags"] = ",".join(rec.get("flags", []))
+    row["flags"] = ",".join(rec.get("flags") or [])
     row["wall_s"] = rec.get("wall_s")
-    env = rec.get("env", {})
+    env = rec.get("env") or {}
     row.update({k: env.get(k) for k in ENV_COLUMNS})
     return row
 
@@ -68,6 +59,14 @@ def task_column(df: pd.DataFrame) -> pd.Series:
     if "task.name" in df:
         return df["task.name"].where(df["task.name"].notna(), None)
     return pd.Series([None] * len(df), index=df.index, dtype=object)
+
+
+def relative_spread(row: pd.Series) -> float:
+    """Half the latency's interquartile range relative to its median (0 when not recorded)."""
+    iqr, median = row.get("latency_iqr_ms"), row.get("latency_ms")
+    if iqr is None or median is None or pd.isna(iqr) or pd.isna(median) or not median:
+        return 0.0
+    return 0.5 * float(iqr) / float(median)
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:

@@ -10,12 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from attnbench import signals
 from attnbench.cases import Case
 from attnbench.errors import UserError
 from attnbench.outcome import Outcome
+from attnbench.results.schema import STATUSES, record_problem
+
+__all__ = ["STATUSES", "ResultStore", "make_record", "read_records"]
 
 SCHEMA = 1
-STATUSES = ("ok", "oom", "timeout", "crash", "unsupported", "error")
 
 
 def make_record(case: Case, outcome: Outcome, suite: str) -> dict[str, Any]:
@@ -41,21 +44,31 @@ class ResultStore:
         self.path = Path(path)
 
     def append(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a line cut short by a kill: keep it apart from ours
-                    f.write(b"\n")
-            f.write(json.dumps(record, sort_keys=True, default=str).encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """Write `record` as one line, whole: a Ctrl-C or SIGTERM arriving meanwhile acts
+        right after it (a record half written would be lost to the run and to --resume). A
+        write that fails (a full disk) stops the run with a UserError; what is written stays."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with signals.deferred(), open(self.path, "a+b") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":  # a line cut short by a kill: keep it apart from ours
+                        f.write(b"\n")
+                f.write(json.dumps(record, sort_keys=True, default=str).encode() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise UserError(f"cannot write results to {self.path}: {e.strerror or e}") from None
+
+    def records(self) -> list[dict[str, Any]]:
+        """The file's results (none if it does not exist yet); unreadable lines skipped."""
+        if not self.path.exists():
+            return []
+        return read_records(self.path, warn=lambda msg: None)
 
     def done_ids(self) -> set[str]:
-        if not self.path.exists():
-            return set()
-        return {r["case_id"] for r in read_records(self.path, warn=lambda msg: None)}
+        return {r["case_id"] for r in self.records()}
 
 
 def read_records(path: str | Path, *, warn: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -75,8 +88,9 @@ def read_records(path: str | Path, *, warn: Callable[[str], None]) -> list[dict[
         except (ValueError, UnicodeDecodeError):
             warn(f"{path}:{lineno}: skipped a line that is not JSON")
             continue
-        if not isinstance(rec, dict) or not {"case_id", "case", "status"} <= rec.keys():
-            warn(f"{path}:{lineno}: skipped a line that is not an attnbench result")
+        problem = record_problem(rec)
+        if problem:
+            warn(f"{path}:{lineno}: skipped a line that is not an attnbench result: {problem}")
             continue
         records.append(rec)
     return records

@@ -17,7 +17,7 @@ from attnbench.cases import Case
 from attnbench.env import case_env
 from attnbench.errors import Unsupported, UserError, is_oom, one_line
 from attnbench.inputs import case_seed, make_qkv, randn, torch_dtype
-from attnbench.measure import compile_guard
+from attnbench.measure import accuracy, compile_guard
 from attnbench.measure.calibrate import ceilings
 from attnbench.measure.memory import peak_bytes
 from attnbench.measure.numerics import error_vs_reference
@@ -69,6 +69,10 @@ def execute(case: Case, settings: MeasureSettings | None = None) -> Outcome:
     status, error = "ok", None
     try:
         flags = _measure(case, settings, metrics)
+        accuracy.finite_errors(metrics)
+        wrong = accuracy.verdict(metrics)
+        if wrong:
+            status, error = "inaccurate", wrong
     except Unsupported as e:
         status, error = "unsupported", str(e)
     except NotImplementedError as e:  # the library itself says it cannot do this case
@@ -164,6 +168,10 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
                     seed=seed,
                 )
             )
+            metrics["err_vs"] = cls.reference  # what the error is measured against
+            metrics["err_kind"] = "approximation" if cls.approximates else "rounding"
+            if not cls.approximates:  # an approximation's error is its result, not a fault
+                metrics["err_tolerance"] = accuracy.tolerances(case.dtype, case.mode, cls.error_scale)
         if settings.profiles(case.variant, case.label):
             _profile(case, work, metrics, settings)
     flags = guard.flags + flags

@@ -1,14 +1,18 @@
-"""A sweep: cases through an executor into the results store, with a progress bar."""
+"""A sweep: cases through an executor into the results store, with a progress bar. Cases go
+one at a time through `run`, or, for an executor that runs many at once (`run_many`), as fast
+as it takes them; either way each result is appended as it arrives, in the order they finish."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,11 +24,23 @@ from rich.progress import (
 
 from attnbench.cases import Case
 from attnbench.errors import UserError
+from attnbench.outcome import Outcome
+from attnbench.results.lock import check_writable, hold_results
 from attnbench.results.store import ResultStore, make_record
-from attnbench.runner.executors import make_executor
+from attnbench.runner.executors import Executor, make_executor
 from attnbench.suites import Suite
 
 RESULTS_DIR = Path("results")
+TIME_FORMAT, TIME_GLOB = "%Y%m%d-%H%M%S", "[0-9]" * 8 + "-" + "[0-9]" * 6
+LARGE_SWEEP = 10_000  # cases; past this many to run, the run says how long that is
+PROGRESS_COLUMNS = (
+    TextColumn("{task.description}", style="cyan"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+    TextColumn("eta"),
+    TimeRemainingColumn(),
+)
 
 
 @dataclass
@@ -38,13 +54,18 @@ class SweepOutcome:
     wall_s: float = 0.0
 
 
-def default_results_path(suite: str, *, resume: bool) -> Path:
-    """results/<suite>-<time>.jsonl; with --resume, the newest such file if there is one."""
+def default_results_path(suite: str, *, resume: bool, shard: str | None = None) -> Path:
+    """results/<suite>-<time>.jsonl, or <suite>-<time>-shard<I>of<N>.jsonl for `--shard I/N`
+    (shards started together must not share a file: each run holds its own); with --resume,
+    the newest such file if there is one (of this suite only: `speed-*` would also match suite
+    `speed-gpu`'s files)."""
+    part = "-shard{}of{}".format(*shard.split("/")) if shard else ""
     if resume:
-        existing = sorted(RESULTS_DIR.glob(f"{suite}-*.jsonl"), key=lambda p: p.stat().st_mtime)
-        if existing:
-            return existing[-1]
-    return RESULTS_DIR / f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        existing = RESULTS_DIR.glob(f"{suite}-{TIME_GLOB}{part}.jsonl")
+        newest = sorted(existing, key=lambda p: p.stat().st_mtime)
+        if newest:
+            return newest[-1]
+    return RESULTS_DIR / f"{suite}-{time.strftime(TIME_FORMAT)}{part}.jsonl"
 
 
 def default_mem_limit(cases: list[Case]) -> int | None:
@@ -57,10 +78,50 @@ def default_mem_limit(cases: list[Case]) -> int | None:
         return None
 
 
-def check_output(out: Path, *, resume: bool) -> None:
-    """Never append a fresh sweep to old results: that would mix two runs in one file."""
-    if not resume and out.exists() and out.stat().st_size > 0:
-        raise UserError(f"{out} already holds results: add --resume to continue it, or -o a new path")
+def worker_log_path(out: Path) -> Path:
+    """Where workers write what they print: beside the results, never the results file itself."""
+    log = out.with_suffix(".log")
+    return log if log != out else out.with_name(out.name + ".worker.log")
+
+
+def finished_cases(store: ResultStore, suite: str, *, resume: bool) -> set[str]:
+    """The ids already in the results file, which this run will not run again. Never append a
+    fresh sweep to old results, nor resume another suite's file: either would mix two runs."""
+    if not resume:
+        if store.path.stat().st_size > 0:
+            raise UserError(
+                f"{store.path} already holds results: add --resume to continue it, or -o a new path"
+            )
+        return set()
+    records = store.records()
+    others = sorted({str(r.get("suite")) for r in records if r.get("suite") not in (None, suite)})
+    if others:
+        raise UserError(
+            f"--resume: {store.path} holds results of suite {others[0]!r}, not {suite!r}: "
+            f"resume it with --suite {others[0]}, or -o a new file"
+        )
+    return {r["case_id"] for r in records}
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def announce(console: Console, suite: Suite, outcome: SweepOutcome, executor: str) -> None:
+    """The run's first line: how many cases, how many already done, where they go."""
+    todo = outcome.total - outcome.already_done
+    resumed = f" ({outcome.already_done:,} already done, {todo:,} to run)" if outcome.already_done else ""
+    console.print(
+        f"[bold]{escape(suite.name)}[/]: {plural(outcome.total, 'case')}{resumed} → "
+        f"{escape(str(outcome.path))}  (executor {executor})",
+        soft_wrap=True,
+    )
+    if todo > LARGE_SWEEP:
+        console.print(
+            f"[yellow]warning:[/] {todo:,} cases to run is a long sweep (hours, at a second a case): "
+            "narrow it with --only or --shard, or set budget_s in [suite] and continue with --resume",
+            soft_wrap=True,
+        )
 
 
 def run_sweep(
@@ -72,42 +133,64 @@ def run_sweep(
     executor: str = "subprocess",
     mem_limit: int | None = None,
     console: Console | None = None,
+    executor_options: dict | None = None,
 ) -> SweepOutcome:
+    """Run `cases` into `out`, held against other runs for the whole sweep; every path is
+    checked before the first case. `executor_options`: the executor's own (`address`, …)."""
     console = console or Console(stderr=True)
-    store = ResultStore(out)
-    check_output(out, resume=resume)
-    done = store.done_ids() if resume else set()
-    todo = [c for c in cases if c.id not in done]
-    outcome = SweepOutcome(path=out, total=len(cases), already_done=len(cases) - len(todo))
-    log_path = out.with_suffix(".log")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    runner = make_executor(
-        executor, suite.settings, timeout_s=suite.timeout_s, mem_limit=mem_limit, log_path=log_path
-    )
-    start = time.perf_counter()
-    columns = (
-        TextColumn("{task.description}", style="cyan"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    try:
-        with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task(suite.name, total=len(todo))
+    with hold_results(out):
+        log_path = worker_log_path(out)
+        check_writable(log_path, "worker log")
+        store = ResultStore(out)
+        done = finished_cases(store, suite.name, resume=resume)
+        todo = [c for c in cases if c.id not in done]
+        outcome = SweepOutcome(path=out, total=len(cases), already_done=len(cases) - len(todo))
+        announce(console, suite, outcome, executor)
+        runner = make_executor(
+            executor,
+            suite.settings,
+            timeout_s=suite.timeout_s,
+            mem_limit=mem_limit,
+            log_path=log_path,
+            **(executor_options or {}),
+        )
+        start = time.perf_counter()
+
+        def within_budget() -> Iterator[Case]:
+            """The cases to run, until the time budget is spent (checked as each is taken)."""
             for i, case in enumerate(todo):
                 if suite.budget_s is not None and time.perf_counter() - start > suite.budget_s:
                     outcome.left = len(todo) - i
-                    break
-                progress.update(task, description=str(case))
-                result = runner.run(case)
-                store.append(make_record(case, result, suite.name))
-                outcome.statuses[result.status] += 1
-                progress.advance(task)
-            progress.update(task, description=suite.name)
-    finally:
-        runner.close()
-        outcome.worker_starts = getattr(runner, "starts", 0)
-        outcome.wall_s = time.perf_counter() - start
+                    return
+                yield case
+
+        try:
+            with Progress(*PROGRESS_COLUMNS, console=console, transient=False) as progress:
+                task = progress.add_task(suite.name, total=len(todo))
+                show = lambda case: progress.update(task, description=str(case))
+                for case, result in outcomes(runner, within_budget(), show):
+                    store.append(make_record(case, result, suite.name))
+                    outcome.statuses[result.status] += 1
+                    progress.advance(task)
+                progress.update(task, description=suite.name)
+        finally:
+            runner.close()
+            outcome.worker_starts = getattr(runner, "starts", 0)
+            outcome.wall_s = time.perf_counter() - start
     return outcome
+
+
+def outcomes(
+    runner: Executor, cases: Iterable[Case], show: Callable[[Case], None]
+) -> Iterator[tuple[Case, Outcome]]:
+    """Each case with its outcome, as it finishes: through `run_many` where the executor has
+    one (the progress bar then names the case that finished last), else one `run` at a time
+    (naming the case that runs)."""
+    if hasattr(runner, "run_many"):
+        for case, result in runner.run_many(cases):
+            show(case)
+            yield case, result
+        return
+    for case in cases:
+        show(case)
+        yield case, runner.run(case)

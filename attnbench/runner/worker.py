@@ -11,13 +11,15 @@ import warnings
 from multiprocessing.connection import Connection
 from typing import Any
 
+NO_LIMIT = 1 << 62  # bytes; a cap this large (`--mem-limit 1e30`) is no cap, and setrlimit refuses it
+
 
 def limit_memory(max_bytes: int | None) -> None:
     """Cap the process's data segment (heap and anonymous mappings), so an allocation beyond
     it fails with torch's "can't allocate memory" and is recorded `oom`, instead of the
     kernel's OOM killer taking the machine's other processes with it. CPU only: CUDA
     reserves vast address ranges."""
-    if max_bytes:
+    if max_bytes and max_bytes < NO_LIMIT:
         resource.setrlimit(resource.RLIMIT_DATA, (max_bytes, max_bytes))
 
 
@@ -40,7 +42,7 @@ def worker_main(
     warnings.filterwarnings("ignore", module="torch._dynamo")
 
     from attnbench.cases import Case
-    from attnbench.measure.allocator import steady_cpu_allocator
+    from attnbench.measure.allocator import release_free_memory, steady_cpu_allocator
     from attnbench.measure.settings import MeasureSettings
     from attnbench.registry import REGISTRY
     from attnbench.runner.execute import execute
@@ -56,15 +58,26 @@ def worker_main(
             return
         if message is None:
             return
-        conn.send(execute(Case.from_dict(message), measure).to_dict())
+        outcome = execute(Case.from_dict(message), measure)
+        release_free_memory()  # before answering: the parent sees the worker as the next case will
+        conn.send(outcome.to_dict())
 
 
-def worker_from(source: str | None, *args: Any) -> None:
-    """Start `worker_main` from another checkout of attnbench (`source`, a directory holding
-    its `attnbench` package), for same-job A/B runs: this process's attnbench modules are
-    dropped and that checkout's are imported in their place, nothing installed."""
+def worker_from(source: str | None, lifeline: tuple[int, bool], *args: Any) -> None:
+    """Start `worker_main`, tied to its parent (`lifeline`: the parent's pid and whether it
+    started us from its main thread; see `attnbench.runner.lifeline`), from this checkout or
+    from another (`source`, a directory holding its `attnbench` package), for same-job A/B
+    runs: this process's attnbench modules are dropped and that checkout's are imported in
+    their place, nothing installed."""
+    import signal
     import sys
 
+    from attnbench.runner.lifeline import die_with_parent
+
+    parent_pid, parent_main_thread = lifeline
+    die_with_parent(parent_pid, parent_main_thread=parent_main_thread)
+    # Ctrl-C reaches the whole process group: the parent handles it (and stops this worker)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if source:
         sys.path.insert(0, source)
         for name in [m for m in sys.modules if m == "attnbench" or m.startswith("attnbench.")]:

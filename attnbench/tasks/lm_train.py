@@ -18,7 +18,7 @@ from attnbench.cases import Case
 from attnbench.errors import Unsupported, UserError, is_oom, one_line
 from attnbench.measure.memory import peak_bytes
 from attnbench.registry import Variant
-from attnbench.tasks.checkpoints import checkpoint_key, load_checkpoint, save_checkpoint
+from attnbench.tasks.checkpoints import checkpoint_key, load_or_train
 from attnbench.tasks.corpus import Corpus, load_corpus
 from attnbench.tasks.lm import VOCAB, as_tokens, evaluate, precision, sample_batch
 from attnbench.tasks.model import INPUT_SCHEMES, DecoderLM, attention_builder
@@ -95,13 +95,7 @@ def trained_model(
             "seed": seed,
         }
     )
-    info = load_checkpoint(key, model)
-    if info is None:
-        info = fit(model, case, p, corpus, seed)
-        save_checkpoint(key, model, info)
-        info["checkpoint"] = "trained"
-    else:
-        info["checkpoint"] = "cached"
+    info = load_or_train(key, model, lambda: fit(model, case, p, corpus, seed))
     return model, {**info, "checkpoint_key": key}
 
 

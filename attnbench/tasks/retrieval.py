@@ -64,7 +64,12 @@ from attnbench.tasks.retrieval_data import (
     sample_eval,
     sequence_length,
 )
-from attnbench.tasks.retrieval_table import capacity_table, plot_capacity
+from attnbench.tasks.retrieval_table import (  # capacity, capacity_text: also imported from here
+    capacity,  # noqa: F401
+    capacity_table,
+    capacity_text,  # noqa: F401
+    plot_capacity,
+)
 from attnbench.tasks.training import TRAINING, attention_metrics, train_to_stop
 
 if TYPE_CHECKING:

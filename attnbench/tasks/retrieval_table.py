@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,8 +74,12 @@ def arm_keys(df: pd.DataFrame) -> list[str]:
     return row_keys(df, [*task, "device", "dtype"])
 
 
-def _capacity_text(cap: int | None, smallest: int) -> str:
-    return str(cap) if cap is not None else f"<{smallest}"
+def capacity_text(cap: int | None, swept: Collection[int]) -> str:
+    """`60`; `≥ 96` when the variant held every S swept (its limit lies beyond the sweep);
+    `< 8` when it failed the smallest."""
+    if cap is None:
+        return f"< {min(swept)}"
+    return f"≥ {cap}" if cap == max(swept) else str(cap)
 
 
 def capacity_table(df: pd.DataFrame, threshold: float, *, raw: bool = False) -> pd.DataFrame:
@@ -111,12 +116,12 @@ def capacity_table(df: pd.DataFrame, threshold: float, *, raw: bool = False) -> 
         median = None if median < 0 else median
         name = f"capacity (loss<{threshold:g})"
         if several:
-            row["capacity by seed"] = caps if raw else " / ".join(_capacity_text(c, grid[0]) for c in caps)
-        row[name] = median if raw else _capacity_text(median, grid[0])
+            row["capacity by seed"] = caps if raw else " / ".join(capacity_text(c, grid) for c in caps)
+        row[name] = median if raw else capacity_text(median, grid)
         if several:
             low, high = min(ordered), max(ordered)
             span = tuple(None if c < 0 else c for c in (low, high))  # -1: failed at the smallest S
-            row["range"] = span if raw else "–".join(_capacity_text(c, grid[0]) for c in span)
+            row["range"] = span if raw else "–".join(capacity_text(c, grid) for c in span)
         ratio = median / d_dot if median is not None and d_dot else None
         row["capacity/d_dot"] = ratio if raw else ("" if ratio is None else f"{ratio:.2f}")
         crossings = [crossing(losses, threshold) for losses in per_seed.values()]
@@ -137,34 +142,47 @@ def capacity_table(df: pd.DataFrame, threshold: float, *, raw: bool = False) -> 
 
 
 def plot_capacity(
-    df: pd.DataFrame, path: str | Path, *, threshold: float, loss: str, title: str | None = None
+    df: pd.DataFrame,
+    path: str | Path,
+    *,
+    threshold: float,
+    loss: str = "evaluation loss",
+    title: str | None = None,
 ) -> Path:
     """Retrieval results as the fast-weight paper's Fig. 2: the loss (`loss` names which)
     against the number of stored pairs S, one line per arm (d_dot in the legend): the median
-    over seeds, the range a band; the capacity threshold dashed."""
-    from attnbench.report.figures import pyplot, save, with_devices
+    over seeds, the range a band; the capacity threshold dashed; one panel per setting."""
+    from attnbench.report.figures import outside_legend, pyplot, save, with_devices
     from attnbench.report.table import d_dot_of, row_name
 
     plt = pyplot()
     ok = ok_rows(df)
     if ok.empty:
         raise UserError("no ok retrieval results to plot")
-    keys = arm_keys(df)
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    groups = list(ok.groupby(keys, dropna=False, sort=True))
-    colors = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
-    for i, (key, group) in enumerate(groups):
-        key = key if isinstance(key, tuple) else (key,)
-        name = row_name(keys, key)
-        d_dot = d_dot_of(group)
-        suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
-        by_s = list(group.groupby("task.S")["reported"])
-        spreads = [Spread.of(losses) for _, losses in by_s]
-        draw_band(ax, [s for s, _ in by_s], spreads, colors[i % len(colors)], name + suffix, marker="o", ms=4)
-    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
-    ax.set_yscale("log")
-    ax.set_xlabel(with_devices("stored pairs S", ok))
+    keys = [k for k in arm_keys(df) if k != "task.setting"]
+    settings = sorted(ok["task.setting"].dropna().unique()) if "task.setting" in ok else []
+    panels = [(s, ok[ok["task.setting"] == s]) for s in settings] if len(settings) > 1 else [(None, ok)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5), squeeze=False)
+    arms = sorted({k if isinstance(k, tuple) else (k,) for k, _ in ok.groupby(keys, dropna=False)}, key=str)
+    colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
     several = ok["seed"].nunique() > 1
-    ax.set_ylabel(f"{loss} (0.5·squared error)" + (", median and range over seeds" if several else ""))
-    ax.set_title(title or "associative retrieval: loss vs number of stored pairs")
-    return save(fig, ax, path)
+    for ax, (setting, part) in zip(axes[0], panels, strict=True):
+        for key, group in part.groupby(keys, dropna=False, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            d_dot = d_dot_of(group)
+            suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
+            by_s = list(group.groupby("task.S")["reported"])
+            spreads = [Spread.of(losses) for _, losses in by_s]
+            color = colors[arms.index(key) % len(colors)]  # one colour per arm across the panels
+            draw_band(
+                ax, [s for s, _ in by_s], spreads, color, row_name(keys, key) + suffix, marker="o", ms=4
+            )
+        ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
+        ax.set_yscale("log")
+        ax.set_xlabel(with_devices("stored pairs S", ok))
+        ax.set_ylabel(f"{loss} (0.5·squared error)" + (", median and range over seeds" if several else ""))
+        name = title or "associative retrieval: loss vs number of stored pairs"
+        ax.set_title(name if setting is None else f"{name}, setting {int(setting)}")
+        ax.grid(True, which="both", alpha=0.3)
+        outside_legend(ax)
+    return save(fig, axes[0][-1], path, legend=False)

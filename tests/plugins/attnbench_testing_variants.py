@@ -1,8 +1,9 @@
 """Test-only variants that misbehave on purpose, loaded as a plugin (ATTNBENCH_PLUGINS).
 
 `testing.oom` allocates far past the worker's memory cap, `testing.crash` kills its own
-process, `testing.hang` sleeps past any timeout, `testing.recompiles` recompiles on every
-call; `testing.ok` is a correct variant that runs beside them. Registration happens on
+process, `testing.hang` sleeps past any timeout, `testing.slow` takes a second a call (time
+to stop it mid-case), `testing.recompiles` recompiles on every call; `testing.ok` is a correct
+variant that runs beside them. Registration happens on
 import, so a worker that imports this module as a plugin knows them; `register_all`
 re-registers them in the test process after a teardown.
 """
@@ -50,6 +51,14 @@ class Hang(SoftmaxAttention):
         return q
 
 
+class Slow(Ok):
+    """Correct, and a second a call."""
+
+    def forward(self, q, k, v, *, causal=False):
+        time.sleep(1.0)
+        return super().forward(q, k, v, causal=causal)
+
+
 _CALLS = [0]
 
 
@@ -75,6 +84,7 @@ VARIANTS = {
     "testing.oom": Oom,
     "testing.crash": Crash,
     "testing.hang": Hang,
+    "testing.slow": Slow,
     "testing.recompiles": Recompiles,
 }
 NAMES = tuple(VARIANTS)

@@ -72,7 +72,7 @@ class FlaDelta(_FlaAdapter):
             self.to_fla(phi_q),
             self.to_fla(phi_k),
             self.to_fla(v),
-            beta.transpose(1, 2).contiguous(),
+            self.beta_for(k, beta).transpose(1, 2).contiguous(),
             scale=1.0,
         )
         return out.transpose(1, 2)

@@ -9,7 +9,7 @@ the layer: β = σ(k·w_h + b_h), a learned vector per head.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 from attnbench.cases import Case, Shape
 from attnbench.errors import Unsupported, UserError
 from attnbench.registry import Variant
-from attnbench.variants.linear import forms
+from attnbench.variants.linear import chunked, forms
 from attnbench.variants.linear.feature_maps import FeatureMap
 
 RULES = ("sum", "delta")
@@ -32,6 +32,8 @@ class LinearAttention(Variant):
     decode_state: ClassVar[str] = "constant"
     base_params: ClassVar[dict[str, Any]] = {"rule": "sum", "norm": "attn", "form": "chunk", "chunk": 64}
     params: ClassVar[Mapping[str, Any]] = base_params
+    param_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"rule": RULES, "norm": NORMS, "form": FORMS}
+    param_minimum: ClassVar[Mapping[str, int]] = {"chunk": 1}
     flops_formula: ClassVar[str] = (
         "the matmul work of the form, masked halves included; per token and head, F=d_dot: "
         "chunk C: 2C(F+D) + 4FD (delta: C(5F+3D) + 6FD) over N rounded up to C; parallel: C=N without "
@@ -41,11 +43,6 @@ class LinearAttention(Variant):
     def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
         super().__init__(heads=heads, d_head=d_head, **params)
         p = self.hparams
-        for key, allowed in (("rule", RULES), ("norm", NORMS), ("form", FORMS)):
-            if p[key] not in allowed:
-                raise UserError(f"{self.name}: {key} must be one of {', '.join(allowed)}, not {p[key]!r}")
-        if int(p["chunk"]) < 1:
-            raise UserError(f"{self.name}: chunk must be a positive length, not {p['chunk']!r}")
         self.rule, self.norm, self.form, self.chunk = p["rule"], p["norm"], p["form"], int(p["chunk"])
         self.feature_map = self.make_feature_map(d_head, p)
         if self.rule == "delta":
@@ -121,14 +118,12 @@ class LinearAttention(Variant):
     def features(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         phi_q, phi_k = self.feature_map(q), self.feature_map(k)
         if self.norm == "sum":
-            phi_q = phi_q / (phi_q.sum(-1, keepdim=True) + forms.EPS)
-            phi_k = phi_k / (phi_k.sum(-1, keepdim=True) + forms.EPS)
+            return forms.sum_normalised(phi_q), forms.sum_normalised(phi_k)
         return phi_q, phi_k
 
     def learned_beta(self, k: torch.Tensor) -> torch.Tensor:
         """β = σ(k·w_h + b_h) for raw keys k (..., H, N, D) -> (..., H, N)."""
-        logits = (k * self.beta_weight.unsqueeze(-2)).sum(-1) + self.beta_bias.unsqueeze(-1)
-        return torch.sigmoid(logits)
+        return _learned_beta(self.beta_weight, self.beta_bias, k)
 
     def forward(
         self,
@@ -139,33 +134,63 @@ class LinearAttention(Variant):
         causal: bool = False,
         beta: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Validate the call and resolve β (given, or learned from the keys), then `compute`:
-        the PyTorch forms here, a kernel in the `@triton` and fla-core subclasses."""
+        """Validate the call, then `compute`: the PyTorch forms here, a kernel in the `@triton`
+        and fla-core subclasses. β is given, or learned from the keys (`beta_for`)."""
         if causal not in self.causal_modes or (self.rule == "delta" and not causal):
             raise Unsupported(f"{self.name} has a causal form only (the delta rule is sequential)")
-        if self.rule == "delta":
-            beta = self.learned_beta(k) if beta is None else beta
-        elif beta is not None:
+        if self.rule == "sum" and beta is not None:
             raise UserError("beta is an input of the delta rule only")
         self.feature_map.resample()  # one draw per call, shared by queries and keys
         return self.compute(q, k, v, causal=causal, beta=beta)
 
+    def beta_for(self, k: torch.Tensor, beta: torch.Tensor | None) -> torch.Tensor | None:
+        """The delta rule's β: given, or learned from the raw keys; None for the sum rule."""
+        return self.learned_beta(k) if self.rule == "delta" and beta is None else beta
+
     def compute(self, q, k, v, *, causal: bool, beta: torch.Tensor | None) -> torch.Tensor:
+        """q, k, v (B, H, N, D); `beta` (B, H, N), or None for the sum rule and a learned β."""
         if q.dtype in (torch.float16, torch.bfloat16):
             # as fused kernels do: features, scores and memory in float32, the output cast back
             b = None if beta is None else beta.float()
             return self.compute(q.float(), k.float(), v.float(), causal=causal, beta=b).to(q.dtype)
-        phi_q, phi_k = self.features(q, k)
         normalize = self.norm == "attn"
+        if causal and self.form == "chunk":
+            return self.chunk_form(q, k, v, beta)
+        beta = self.beta_for(k, beta)
+        phi_q, phi_k = self.features(q, k)
         if not causal:
             return forms.global_sum(phi_q, phi_k, v, normalize=normalize)
         if self.form == "parallel":
             return forms.parallel(phi_q, phi_k, v, normalize=normalize, beta=beta)
-        if self.form == "recurrent":
-            return self.scan(phi_q, phi_k, v, beta, normalize)
-        if beta is None:
-            return forms.chunk_sum(phi_q, phi_k, v, normalize=normalize, chunk=self.chunk)
-        return forms.chunk_delta(phi_q, phi_k, v, beta, normalize=normalize, chunk=self.chunk)
+        return self.scan(phi_q, phi_k, v, beta, normalize)
+
+    def chunk_form(self, q, k, v, beta: torch.Tensor | None) -> torch.Tensor:
+        """The chunked form, streamed: φ and a learned β are applied block by block and, with
+        grad, recomputed in the backward, which returns their parameters' gradients too."""
+        learned = self.rule == "delta" and beta is None
+        beta_of_keys = functools.partial(_learned_beta, self.beta_weight, self.beta_bias) if learned else None
+        spec = chunked.Spec(
+            self.rule == "delta",
+            self.norm == "attn",
+            self.chunk,
+            phi=self.phi_map(),
+            d_dot=self.d_dot(),
+            beta_of_keys=beta_of_keys,
+        )
+        trained = tuple(p for p in self.parameters() if p.requires_grad)
+        return chunked.chunked(spec, q, k, v, beta, trained)
+
+    def phi_map(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """φ (and sum normalisation) bound to the tensors the feature map holds now, so that a
+        backward recomputing φ uses this call's FAVOR+ draw even after a later redraw."""
+        tensors = {**dict(self.feature_map.named_parameters()), **dict(self.feature_map.named_buffers())}
+        fm, norm = self.feature_map, self.norm
+
+        def phi(x: torch.Tensor) -> torch.Tensor:
+            features = torch.func.functional_call(fm, tensors, (x,))
+            return forms.sum_normalised(features) if norm == "sum" else features
+
+        return phi
 
     def scan(self, phi_q, phi_k, v, beta, normalize: bool) -> torch.Tensor:
         state = forms.init_state(*v.shape[:2], phi_k.shape[-1], v.shape[-1], device=v.device, dtype=v.dtype)
@@ -210,3 +235,8 @@ class LinearAttention(Variant):
         if self.rule == "delta":
             kwargs["beta"] = lambda k: twin().learned_beta(k)
         return kwargs
+
+
+def _learned_beta(weight: torch.Tensor, bias: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """σ(k·w_h + b_h): raw keys (..., H, N, D), weight (H, D), bias (H) -> (..., H, N)."""
+    return torch.sigmoid((k * weight.unsqueeze(-2)).sum(-1) + bias.unsqueeze(-1))

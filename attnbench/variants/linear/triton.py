@@ -16,7 +16,7 @@ import torch
 
 from attnbench.cases import Case
 from attnbench.errors import Unsupported
-from attnbench.kernels import check_chunk, check_features
+from attnbench.kernels import budget, check_chunk
 from attnbench.registry import register
 from attnbench.variants.linear.layer import LinearAttention
 from attnbench.variants.linear.variants import LinearDPFP, LinearElu, LinearFavor, LinearIdentity, LinearT2R
@@ -41,15 +41,19 @@ class TritonChunk(LinearAttention):
         if self.form != "chunk":
             raise Unsupported(f"{self.name} runs the chunk form only, not form={self.form}")
         check_chunk(self.chunk)
-        check_features(self.d_dot())
+        dtype = "ieee" if case.dtype == "float32" else "tf32"
+        budget.choose_tiles(
+            self.d_dot(), self.d_head, self.chunk, delta=self.rule == "delta", precision=dtype
+        )
 
     def compute(self, q, k, v, *, causal: bool, beta: torch.Tensor | None) -> torch.Tensor:
         if self.form != "chunk":
             raise Unsupported(f"{self.name} runs the chunk form only, not form={self.form}")
-        if beta is not None:
+        if self.rule == "delta":
             from attnbench.kernels.delta_chunk import chunk_delta_rule
 
             phi_q, phi_k = self.features(q, k)
+            beta = self.beta_for(k, beta)
             return chunk_delta_rule(phi_q, phi_k, v, beta, normalize=self.norm == "attn", chunk=self.chunk)
         from attnbench.kernels.linear_chunk import chunk_linear_attn
 
@@ -84,3 +88,18 @@ class TritonFavor(TritonChunk, LinearFavor):
 @register("linear.t2r@triton")
 class TritonT2R(TritonChunk, LinearT2R):
     """linear.t2r's chunked form as a Triton kernel (φ in PyTorch; CUDA, forward)."""
+
+
+def registered_configs(sizes=(64, 128, 256), max_d_dot: int = 384) -> list[tuple[int, int, int, bool]]:
+    """(d_dot, d, chunk, delta) of every `linear.*@triton` variant at its default parameters
+    (DPFP at each registered ν), both rules, at each head size `sizes`, d_dot ≤ `max_d_dot`:
+    the configurations the shared-memory budget must hold for."""
+    configs = set()
+    for cls in TritonChunk.__subclasses__():
+        nus = (1, 2, 3) if "nu" in cls.params else (None,)
+        for d in sizes:
+            for nu in nus:
+                f = cls.dims(d, cls.params if nu is None else {**cls.params, "nu": nu})
+                if f <= max_d_dot:
+                    configs.update((f, d, int(cls.params["chunk"]), delta) for delta in (False, True))
+    return sorted(configs)

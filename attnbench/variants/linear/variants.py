@@ -46,6 +46,7 @@ class LinearDPFP(LinearAttention):
     """Linear attention with DPFP-ν features, d_dot = 2·d·ν (Schlag et al. 2021)."""
 
     params: ClassVar[Mapping[str, Any]] = {**LinearAttention.base_params, "nu": 1}
+    param_minimum: ClassVar[Mapping[str, int]] = {**LinearAttention.param_minimum, "nu": 1}
 
     @classmethod
     def make_feature_map(cls, d_head: int, params: Mapping[str, Any]) -> FeatureMap:
@@ -66,16 +67,21 @@ class LinearFavor(LinearAttention):
         "redraw": False,
         "kernel": "softmax",
     }
+    param_minimum: ClassVar[Mapping[str, int]] = {**LinearAttention.param_minimum, "m": 1}
+    param_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        **LinearAttention.param_choices,
+        "kernel": KERNELS,
+    }
     error_scale: ClassVar[float] = 4.0  # exp features amplify rounding in the inputs
 
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
-        p = super().resolve_params(given)
-        if p["redraw"] not in REDRAWS:
-            raise UserError(f'{cls.name}: redraw must be false, true or "always", not {p["redraw"]!r}')
-        if p["kernel"] not in KERNELS:
-            raise UserError(f"{cls.name}: kernel must be one of {', '.join(KERNELS)}, not {p['kernel']!r}")
-        return p
+        # `redraw` is a bool or "always": checked here, not by the type of its default
+        redraw = given.get("redraw", cls.params["redraw"])
+        if redraw not in REDRAWS or (redraw != "always" and not isinstance(redraw, bool)):
+            raise UserError(f'{cls.name}: redraw must be false, true or "always", not {redraw!r}')
+        p = super().resolve_params({k: v for k, v in given.items() if k != "redraw"})
+        return {**p, "redraw": redraw}
 
     @classmethod
     def make_feature_map(cls, d_head: int, params: Mapping[str, Any]) -> FeatureMap:
@@ -95,6 +101,7 @@ class LinearT2R(LinearAttention):
     """T2R: learned φ(x) = relu(W x + b) with k features (Kasai et al. 2021)."""
 
     params: ClassVar[Mapping[str, Any]] = {**LinearAttention.base_params, "k": 32}
+    param_minimum: ClassVar[Mapping[str, int]] = {**LinearAttention.param_minimum, "k": 1}
     # a pre-activation within rounding of 0 takes the other relu branch in float32 than in the
     # float64 oracle: one feature's whole gradient flips, ~1e-3 of dq at small N
     error_scale: ClassVar[float] = 30.0

@@ -22,6 +22,7 @@ class Linformer(LowRankAttention):
     """Linformer: softmax(Q (E K)ᵀ/√d) (F V), learned E, F of k × max_len; non-causal."""
 
     params: ClassVar[Mapping[str, Any]] = {"k": 256, "max_len": 4096}
+    param_minimum: ClassVar[Mapping[str, int]] = {"k": 1, "max_len": 1}
     flops_formula: ClassVar[str] = "8·B·H·N·k·D (E K, F V, Q K'ᵀ, P V'); fwd+bwd 3×"
 
     def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:

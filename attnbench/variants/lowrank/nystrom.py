@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from attnbench.cases import Shape
-from attnbench.errors import Unsupported, UserError
+from attnbench.errors import Unsupported
 from attnbench.registry import register
 from attnbench.variants.lowrank.common import LowRankAttention
 
@@ -41,12 +41,9 @@ class Nystromformer(LowRankAttention):
     """Nyströmformer: m segment-mean landmarks, iterative pseudo-inverse; non-causal."""
 
     params: ClassVar[Mapping[str, Any]] = {"landmarks": 64, "pinv": "iterative", "iters": 6}
+    param_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"pinv": ("iterative", "exact")}
+    param_minimum: ClassVar[Mapping[str, int]] = {"landmarks": 1, "iters": 0}
     flops_formula: ClassVar[str] = "B·H·(8·N·m·D + 4·m²·D + iters·8·m³); fwd+bwd 3×"
-
-    def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
-        super().__init__(heads=heads, d_head=d_head, **params)
-        if self.hparams["pinv"] not in ("iterative", "exact"):
-            raise UserError(f"{self.name}: pinv must be iterative or exact, not {self.hparams['pinv']!r}")
 
     @classmethod
     def flops(cls, shape: Shape, *, causal: bool, mode: str, params: Mapping[str, Any]) -> int:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from attnbench.cases import Shape
-from attnbench.errors import Unsupported, UserError
+from attnbench.errors import Unsupported
 from attnbench.registry import Variant, register
 
 
@@ -38,13 +38,12 @@ class CompressiveMemory(Variant):
     reference: ClassVar[str] = "compressive"
     causal_modes: ClassVar[tuple[bool, ...]] = (True,)
     params: ClassVar[Mapping[str, Any]] = {"segment": 256, "memory": 256, "compressed": 64, "rate": 4}
+    param_minimum: ClassVar[Mapping[str, int]] = {"segment": 1, "memory": 0, "compressed": 0, "rate": 1}
     flops_formula: ClassVar[str] = "4·D per (query, key or slot) read; fwd+bwd 3×"
 
     def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
         super().__init__(heads=heads, d_head=d_head, **params)
         p = {k: int(v) for k, v in self.hparams.items()}
-        if p["segment"] < 1 or p["memory"] < 0 or p["compressed"] < 0 or p["rate"] < 1:
-            raise UserError(f"{self.name}: segment and rate must be ≥ 1, memory and compressed ≥ 0")
         self.segment, self.memory, self.compressed, self.rate = (
             p["segment"],
             p["memory"],

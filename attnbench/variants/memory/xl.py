@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from attnbench.cases import Shape
-from attnbench.errors import Unsupported, UserError
+from attnbench.errors import Unsupported
 from attnbench.positions import sinusoidal
 from attnbench.registry import Variant, register
 from attnbench.variants.decode_state import KVCache
@@ -53,6 +53,7 @@ class TransformerXL(Variant):
     causal_modes: ClassVar[tuple[bool, ...]] = (True,)
     decode_state: ClassVar[str] = "segments"
     params: ClassVar[Mapping[str, Any]] = {"segment": 256, "memory": 256}
+    param_minimum: ClassVar[Mapping[str, int]] = {"segment": 1, "memory": 0}
     flops_formula: ClassVar[str] = (
         "per query 4·D·(keys read) + 2·D·(keys read) for the position term; fwd+bwd 3×"
     )
@@ -60,8 +61,6 @@ class TransformerXL(Variant):
     def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
         super().__init__(heads=heads, d_head=d_head, **params)
         self.segment, self.memory = int(self.hparams["segment"]), int(self.hparams["memory"])
-        if self.segment < 1 or self.memory < 0:
-            raise UserError(f"{self.name}: segment must be ≥ 1 and memory ≥ 0")
         self.u = nn.Parameter(torch.randn(heads, d_head) * 0.02)
         self.v = nn.Parameter(torch.randn(heads, d_head) * 0.02)
         self.w_r = nn.Parameter(torch.randn(heads, d_head, d_head) * d_head**-0.5)

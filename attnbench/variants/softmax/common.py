@@ -12,7 +12,6 @@ import torch
 
 from attnbench import positions
 from attnbench.cases import Case, Shape
-from attnbench.errors import UserError
 from attnbench.registry import Variant
 from attnbench.variants.decode_state import KVCache
 
@@ -22,6 +21,7 @@ class SoftmaxAttention(Variant):
     reference: ClassVar[str] = "softmax"
     flops_formula: ClassVar[str] = "4·B·H·N²·D; causal ½; fwd+bwd 3×"
     params: ClassVar[Mapping[str, Any]] = {"position": "none"}
+    param_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"position": tuple(positions.SCHEMES)}
     decode_state: ClassVar[str] = "cache"
     takes_bias: ClassVar[bool] = False  # its `attend` can add a score bias (bias schemes)
     bias_as_tensor: ClassVar[bool] = True  # False: `attend` applies the scheme itself (score_mod)
@@ -32,9 +32,6 @@ class SoftmaxAttention(Variant):
     def __init__(self, *, heads: int, d_head: int, **params: Any) -> None:
         super().__init__(heads=heads, d_head=d_head, **params)
         self.position = self.hparams["position"]
-        if self.position not in positions.SCHEMES:
-            known = ", ".join(positions.SCHEMES)
-            raise UserError(f"{self.name}: unknown position {self.position!r} (known: {known})")
         self.scheme = positions.SCHEMES[self.position]
         if self.position == "learned":
             self.learned = positions.LearnedAbsolute(self.max_len, d_head)

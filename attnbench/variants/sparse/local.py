@@ -10,7 +10,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnbench.errors import UserError
 from attnbench.registry import register
 from attnbench.variants.sparse.patterns import LocalWindow
 
@@ -74,6 +73,4 @@ class LocalBlocked(LocalWindow):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool = False):
         window = int(self.hparams["window"])
-        if window < 1:
-            raise UserError(f"{self.name}: window must be ≥ 1, not {window}")
         return local_window_attention(q, k, v, window=window, causal=causal)

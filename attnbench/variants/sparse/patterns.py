@@ -18,6 +18,7 @@ class LocalWindow(SparseAttention):
     """Sliding window of `window` keys: causal j ∈ (i − w, i]; non-causal |i − j| < w."""
 
     params: ClassVar[Mapping[str, Any]] = {"window": 256}
+    param_minimum: ClassVar[Mapping[str, int]] = {"window": 1}
     decode_state: ClassVar[str] = "window"
 
     @classmethod
@@ -50,6 +51,7 @@ class Strided(SparseAttention):
     `window` keys plus every `stride`-th key, (i − j) mod s = 0."""
 
     params: ClassVar[Mapping[str, Any]] = {"window": 128, "stride": 128}
+    param_minimum: ClassVar[Mapping[str, int]] = {"window": 1, "stride": 1}
 
     @classmethod
     def allowed(cls, params: Mapping[str, Any], *, n: int, device: str | torch.device = "cpu"):
@@ -62,6 +64,7 @@ class Star(SparseAttention):
     every other token reads its `neighbours` on each side and the relay."""
 
     params: ClassVar[Mapping[str, Any]] = {"neighbours": 1}
+    param_minimum: ClassVar[Mapping[str, int]] = {"neighbours": 0}
 
     @classmethod
     def allowed(cls, params: Mapping[str, Any], *, n: int, device: str | torch.device = "cpu"):
@@ -76,6 +79,13 @@ class BigBird(SparseAttention):
     drops the drawn blocks in the future)."""
 
     params: ClassVar[Mapping[str, Any]] = {"global_": 2, "window": 128, "random": 2, "block": 64, "seed": 0}
+    param_minimum: ClassVar[Mapping[str, int]] = {
+        "global_": 0,
+        "window": 1,
+        "random": 0,
+        "block": 1,
+        "seed": 0,
+    }
 
     @classmethod
     def random_blocks(cls, params: Mapping[str, Any], n: int) -> torch.Tensor:

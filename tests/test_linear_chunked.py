@@ -1,0 +1,144 @@
+"""The streamed chunked form (`attnbench.variants.linear.chunked`): its backward against the
+float64 scan, results independent of how the sequence is cut into blocks and segments, and
+its exact CPU peak bytes against SDPA's at the README's shape (B = 1, H = 8, d = 64, fp32)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from attnbench import reference
+from attnbench.cases import Case
+from attnbench.measure.numerics import relative_error
+from attnbench.measure.settings import MeasureSettings
+from attnbench.registry import REGISTRY
+from attnbench.runner.execute import execute
+from attnbench.variants.linear import chunk_blocks
+from attnbench.variants.linear.chunked import Spec, chunked
+from attnbench.variants.linear.feature_maps import EluPlusOne
+from attnbench.variants.linear.forms import sum_normalised
+
+MEMORY_ONLY = MeasureSettings(metrics=("memory",), calibrate=False, warmup=0)
+LENGTHS = (4096, 8192)
+DELTA = ("linear.dpfp", (("rule", "delta"), ("norm", "sum")))  # the seed paper's delta rule
+
+
+def inputs(n: int = 45, f: int = 12, d: int = 10, seed: int = 0):
+    """float64 features (elu + 1; keys sum-normalised, so the delta rule's writes contract),
+    values and β, all requiring grad."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k = (EluPlusOne(f)(torch.randn(2, 3, n, f, generator=gen, dtype=torch.float64)) for _ in range(2))
+    v = torch.randn(2, 3, n, d, generator=gen, dtype=torch.float64)
+    beta = torch.sigmoid(torch.randn(2, 3, n, generator=gen, dtype=torch.float64))
+    return [t.detach().requires_grad_() for t in (q, sum_normalised(k), v, beta)]
+
+
+@pytest.mark.parametrize("norm", ["none", "attn"])
+@pytest.mark.parametrize(("block", "segment"), [(8, 8), (8, 24), (16, 32), (64, 64)], ids=str)
+def test_delta_rule_backward_matches_the_float64_scan(norm, block, segment):
+    """Outputs to 1e-10 and ∂q, ∂k, ∂v, ∂β to 1e-8 against autograd through the float64 scan,
+    with chunks of 8 cut into blocks and segments of several sizes (N = 45: a padded last chunk)."""
+    q, k, v, beta = inputs()
+    spec = Spec(True, norm == "attn", chunk=8, block=block, segment=segment)
+    out = chunked(spec, q, k, v, beta)
+    ref = reference.get("linear")(q, k, v, causal=True, rule="delta", norm=norm, beta=beta)
+    assert relative_error(out, ref) < 1e-10
+    g = torch.randn_like(ref)
+    got, want = torch.autograd.grad(out, (q, k, v, beta), g), torch.autograd.grad(ref, (q, k, v, beta), g)
+    for name, a, b in zip(["q", "k", "v", "beta"], got, want, strict=True):
+        assert relative_error(a, b) < 1e-8, name
+
+
+@pytest.mark.parametrize("rule", ["sum", "delta"])
+def test_results_do_not_depend_on_block_or_segment(rule):
+    """One chunking of the arithmetic (C = 8); blocks of 1, 2 and all chunks agree to rounding."""
+    q, k, v, beta = inputs(n=64)
+    beta = beta if rule == "delta" else None
+    results = []
+    for block, segment in [(8, 8), (16, 48), (64, 64)]:
+        spec = Spec(rule == "delta", True, chunk=8, block=block, segment=segment)
+        out = chunked(spec, q, k, v, beta)
+        results.append((out, *torch.autograd.grad(out.square().sum(), (q, k, v))))
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert relative_error(a, b) < 1e-12
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("linear.t2r", {"rule": "delta", "norm": "sum", "k": 8}), ("linear.t2r", {"norm": "attn", "k": 8})],
+    ids=str,
+)
+def test_parameter_gradients_match_the_recurrent_form(name, params, monkeypatch):
+    """The learned β's and T2R's weights get their gradients from the per-block recomputation:
+    equal to autograd through the token-by-token form, with one chunk per block."""
+    monkeypatch.setattr(chunk_blocks, "BLOCK_BYTES", 1)
+    q, k, v, _ = (t.detach() for t in inputs(n=40, f=16, d=16))
+    grads = []
+    for form in ("chunk", "recurrent"):
+        torch.manual_seed(0)
+        module = REGISTRY.get(name)(heads=3, d_head=16, form=form, chunk=8, **params).double()
+        module(q, k, v, causal=True).square().sum().backward()
+        grads.append({n: p.grad for n, p in module.named_parameters()})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for n in grads[0]:
+        assert relative_error(grads[0][n], grads[1][n]) < 1e-8, n
+
+
+def test_backward_uses_the_draw_of_its_forward():
+    """FAVOR+ with `redraw`: a redraw between a forward and its backward (a second forward, say)
+    does not change the gradients the first backward computes."""
+    q, k, v, _ = (t.detach().requires_grad_() for t in inputs(n=24, f=16, d=16))
+    torch.manual_seed(0)
+    module = REGISTRY.get("linear.favor")(heads=3, d_head=16, m=8, redraw=True, chunk=8).double()
+    out = module(q, k, v, causal=True)
+    state = {n: t.clone() for n, t in module.state_dict().items()}
+    module.feature_map.resample()
+    got = torch.autograd.grad(out.sum(), (q, k))
+    module.load_state_dict(state)
+    module.eval()  # no redraw: the forward's projection
+    want = torch.autograd.grad(module(q, k, v, causal=True).sum(), (q, k))
+    for a, b in zip(got, want, strict=True):
+        assert relative_error(a, b) < 1e-12
+
+
+@functools.cache
+def peak(name: str, params: tuple, n: int, mode: str) -> int:
+    case = Case(name, params, 1, 8, n, 64, "float32", "cpu", True, mode)
+    result = execute(case, MEMORY_ONLY)
+    assert result.status == "ok", result.error
+    return result.metrics["peak_mem_bytes"]
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("linear.elu", ()),
+        ("linear.identity", ()),
+        ("linear.favor", ()),
+        ("linear.t2r", (("norm", "sum"),)),
+        ("linear.elu", (("rule", "delta"), ("norm", "attn"))),
+        DELTA,
+    ],
+    ids=str,
+)
+def test_no_grad_forward_peak_is_within_twice_sdpa(name, params, n):
+    """Only the output and one block's tensors live (the output alone is half SDPA's 2×)."""
+    assert peak(name, params, n, "fwd") <= 2 * peak("softmax.sdpa", (), n, "fwd")
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_sum_rule_fwd_bwd_peak_is_within_sdpa(n):
+    """Output and the three input gradients, plus checkpoints and one block: below SDPA's."""
+    assert peak("linear.elu", (), n, "fwd+bwd") <= peak("softmax.sdpa", (), n, "fwd+bwd")
+
+
+def test_delta_rule_fwd_bwd_peak_grows_linearly_and_stays_within_sdpa():
+    """Recomputing states instead of storing them: doubling N at most ×2.1 (it was ×2 in the
+    stored O(N) tensors plus autograd's per-chunk copies), and within SDPA's at N = 8192."""
+    small, large = (peak(*DELTA, n, "fwd+bwd") for n in LENGTHS)
+    assert large <= 2.1 * small, (small, large)
+    assert large <= peak("softmax.sdpa", (), 8192, "fwd+bwd")

@@ -162,7 +162,8 @@ def plot_capacity(
     keys = [k for k in arm_keys(df) if k != "task.setting"]
     settings = sorted(ok["task.setting"].dropna().unique()) if "task.setting" in ok else []
     panels = [(s, ok[ok["task.setting"] == s]) for s in settings] if len(settings) > 1 else [(None, ok)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5), squeeze=False)
+    # the legend sits outside, to the right: room for it beside the last panel
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels) + 5, 5), squeeze=False)
     arms = sorted({k if isinstance(k, tuple) else (k,) for k, _ in ok.groupby(keys, dropna=False)}, key=str)
     colors = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20").colors
     several = ok["seed"].nunique() > 1

@@ -4,9 +4,12 @@ the README; set e.g. TORCH_SPEC="torch" on a GPU machine), then attnbench with i
     nox -s tests      the default test run (CPU, under 10 minutes on 2 cores)
     nox -s slow       tests marked slow
     nox -s lint       ruff check and format check
-    nox -s bench      benchmarks: pytest-benchmark over the registry (saved under .benchmarks;
+    nox -s bench      benchmarks: pytest-benchmark over the registry (saved under .benchmarks, with
+                      the 95 % interval of each median over its rounds and what disturbed it;
                       pass --benchmark-compare=NNNN --benchmark-compare-fail=median:20% to gate),
                       then timing agreement, isolation cost, linear vs softmax speed
+    nox -s gate       the speed gate's error rates on this machine (hours; resumable):
+                      benchmarks/gate_error_rates.py, arguments after --
     nox -s regress    run suites/ci.toml and compare it with results/baselines/ci-cpu.jsonl
     nox -s gpu        tests marked gpu (on a CUDA machine)
     nox -s ray        the Ray executor's tests, slow ones included (installs the `ray` extra)
@@ -70,11 +73,23 @@ def bench(session: nox.Session) -> None:
         "no:cacheprovider",
         "--benchmark-autosave",
         "--benchmark-columns=median,iqr,rounds",
+        # the replicates: at least 10 rounds a variant after a warm-up, as `run --repeat` does
+        "--benchmark-min-rounds=10",
+        "--benchmark-warmup=on",
+        "--benchmark-warmup-iterations=2",
         *session.posargs,
     )
     session.run("python", "benchmarks/timing_agreement.py", *session.posargs)
     session.run("python", "benchmarks/isolation_overhead.py")
     session.run("python", "benchmarks/linear_speed.py")
+
+
+@nox.session
+def gate(session: nox.Session) -> None:
+    """False alarms of the speed gate on A/A jobs and its power against planted slowdowns,
+    appended to benchmarks/results/gate_error_rates.jsonl job by job (run again to continue)."""
+    install(session)
+    session.run("python", "benchmarks/gate_error_rates.py", *session.posargs)
 
 
 @nox.session

@@ -132,11 +132,11 @@ def parse_label(text: str) -> tuple[str, dict[str, Any]]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"{text!r}: expected KEY=VALUE between the brackets, got {item!r}")
-        params[key.strip()] = _scalar(value.strip())
+        params[key.strip()] = scalar(value.strip())
     return name, params
 
 
-def _scalar(text: str) -> Any:
+def scalar(text: str) -> Any:
     if text in ("true", "True", "false", "False"):
         return text in ("true", "True")
     for kind in (int, float):

@@ -117,9 +117,11 @@ def machine_env() -> dict[str, Any]:
 def case_env(device: str) -> dict[str, Any]:
     """The machine's environment plus what one case ran on: the device and the threads in use."""
     from attnbench.measure.allocator import steady_cpu_allocator
+    from attnbench.measure.noise import machine_noise_env
 
     return {
         **machine_env(),
+        **machine_noise_env(),
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
         "cpu_allocator": steady_cpu_allocator(),

@@ -8,6 +8,7 @@ axes, per-variant parameter sweeps and limits, and how to measure::
     timeout_s = 120          # per case; a hang past it is recorded `timeout`
     budget_s = 600           # optional: stop after this long, finish later with --resume
     min_run_time_s = 0.3     # timed seconds per case (at least min_samples = 7 samples)
+    repeat = 5               # replicates: every timed case 5 times, in 5 shuffled rounds
     metrics = ["time", "memory", "error"]
     show = "latency_ms"      # the summary table's metric
     profile = "linear.*"     # also profile these variants' cases (true: every case) into profiles/
@@ -90,6 +91,8 @@ class Suite:
     limits: dict[str, dict[str, float]] = field(default_factory=dict)
     task: TaskGrid | None = None
     text: str = ""
+    # where each key came from when not from a file: an ad-hoc run's command-line flags
+    origin: dict[str, str] = field(default_factory=dict)
 
     def cases(
         self, registry: Registry = REGISTRY, *, only: str | None = None, device: str | None = None
@@ -185,8 +188,16 @@ class Suite:
         return True
 
     def location(self, key: str) -> str:
-        """`file:line` of the first line that sets `key` in the suite file."""
-        return f"{self.path}:{line_of(self.text, key)}"
+        """`file:line` of the first line that sets `key` in the suite file, or the flag that
+        set it (an ad-hoc run)."""
+        return locate(self.path, self.text, self.origin, key)
+
+
+def locate(path: Path, text: str, origin: dict[str, str] | None, key: str) -> str:
+    """Where `key` was set: `file:line`, or the command-line flag of an ad-hoc suite."""
+    if origin:
+        return origin.get(key, origin.get("", "the command line"))
+    return f"{path}:{line_of(text, key)}"
 
 
 SUITE_FIELDS = ("description", "timeout_s", "budget_s", "show")  # [suite] keys that are Suite fields
@@ -199,6 +210,7 @@ class SuiteKey:
     types: type | tuple[type, ...]
     minimum: float | None = None  # the least value allowed
     above: float | None = None  # values must exceed this one
+    maximum: float | None = None  # the most allowed
 
     def problem(self, value: Any) -> str | None:
         """Why `value` cannot be this key's value, or None."""
@@ -210,6 +222,8 @@ class SuiteKey:
             return f"must be above {self.above}, not {value}"
         if self.minimum is not None and value < self.minimum:
             return f"must be at least {self.minimum}, not {value}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum}, not {value}"
         return None
 
 
@@ -229,7 +243,10 @@ def _suite_keys() -> dict[str, SuiteKey]:
     owned |= {key: settings[name] for key, name in MeasureSettings.suite_keys().items()}
     return {
         key: SuiteKey(
-            accepts[str(f.type).removesuffix(" | None")], f.metadata.get("minimum"), f.metadata.get("above")
+            accepts[str(f.type).removesuffix(" | None")],
+            f.metadata.get("minimum"),
+            f.metadata.get("above"),
+            f.metadata.get("maximum"),
         )
         for key, f in owned.items()
     }
@@ -278,9 +295,14 @@ def load_suite(name: str) -> Suite:
     return parse_suite(data, path, text)
 
 
-def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
+def parse_suite(
+    data: dict[str, Any], path: Path, text: str = "", *, origin: dict[str, str] | None = None
+) -> Suite:
+    """A suite from its parsed TOML; errors name `path`'s line, or the flag `origin` gives
+    for the key (an ad-hoc suite built from the command line)."""
+
     def fail(key: str, msg: str) -> UserError:
-        return UserError(f"{path}:{line_of(text, key)}: {msg}")
+        return UserError(f"{locate(path, text, origin, key)}: {msg}")
 
     unknown = set(data) - {"suite", "sweep", "params", "limits", "task"}
     if unknown:
@@ -333,6 +355,7 @@ def parse_suite(data: dict[str, Any], path: Path, text: str = "") -> Suite:
         limits[pattern] = bounds
     given = {key: meta[key] for key in SUITE_FIELDS if key in meta}  # the rest keep Suite's defaults
     parsed = dict(settings=settings, sweeps=sweeps, params=params, limits=limits, task=task, text=text)
+    parsed["origin"] = dict(origin or {})
     suite = Suite(path.stem, path, **given, **parsed)
     suite.check_params()
     return suite

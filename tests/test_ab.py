@@ -1,10 +1,11 @@
-"""Same-job A/B on a copy of this repository: a commit planting a sleep in one variant is
-caught by `compare --base HEAD~1`; a commit changing only a comment is not. The threshold is
-loose (a 4× slower ratio) so a busy machine cannot fail the second; the planted sleep makes
-the variant ~100× slower."""
+"""Same-job A/B on a copy of this repository, in rounds of replicates: a commit planting a
+sleep in one variant is caught by `compare --base HEAD~1 --repeat 3`; a commit changing only
+a comment is not. The minimum effect is loose (a 3× slower ratio) so a busy machine cannot
+fail the second; the planted sleep makes the variant ~100× slower."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,7 +73,7 @@ def commit_change(repo: Path, new_line: str) -> None:
 def ab(repo: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(repo)}
     command = [sys.executable, "-m", "attnbench", "compare", "--base", "HEAD~1", "--suite", "ab.toml",
-               "-o", "ab-out", "--threshold", "3"]  # fmt: skip
+               "-o", "ab-out", "--repeat", "3", "--min-effect", "2"]  # fmt: skip
     return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -81,9 +82,11 @@ def test_a_planted_sleep_is_caught(repo):
     proc = ab(repo)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "REGRESSION" in proc.stdout and "softmax.naive" in proc.stdout
-    base = (repo / "ab-out" / "base.jsonl").read_text()
-    head = (repo / "ab-out" / "head.jsonl").read_text()
-    assert base.count("\n") == head.count("\n") == 2  # both cases on both sides
+    assert "1 case judged on their replicates (≥ 3 a side)" in proc.stdout
+    for side in ("base", "head"):
+        records = [json.loads(line) for line in (repo / "ab-out" / f"{side}.jsonl").read_text().splitlines()]
+        pairs = sorted((r["label"], r["round"]) for r in records)  # both cases, every round, once
+        assert pairs == [(v, r) for v in ("softmax.naive", "softmax.sdpa") for r in range(3)]
 
 
 def test_a_comment_change_is_not(repo):

@@ -1,4 +1,4 @@
-"""The task seam: a task defined in a plugin file (the README's example) joins `run`, `show`
+"""The task seam: a task defined in a plugin file (the example of docs/adding-a-task.md) joins `run`, `show`
 and the report with no other edit, and every task says which of its parameters are seeded."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_readme_shows_the_example_task_as_it_is():
-    readme = (REPO / "README.md").read_text()
-    assert EXAMPLE.read_text().strip() in readme
+def test_the_docs_show_the_example_task_as_it_is():
+    page = (REPO / "docs" / "adding-a-task.md").read_text()
+    assert EXAMPLE.read_text().strip() in page
 
 
 def test_a_plugin_task_runs_shows_and_reports_with_no_other_edit(tmp_path):

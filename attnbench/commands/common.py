@@ -53,6 +53,14 @@ def non_negative_number(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """argparse type of a level such as α: a number above 0 and below 1."""
+    value = _finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
+
+
 def _finite(text: str) -> float:
     try:
         value = float(text)

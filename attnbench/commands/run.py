@@ -1,5 +1,6 @@
-"""`attnbench run --suite NAME`: sweep a suite's cases through an executor into a results file,
-then print its table (and write the HTML report with `--report`)."""
+"""`attnbench run --suite NAME` or `attnbench run VARIANT… --seq-len N…` (an ad-hoc suite, see
+`commands/adhoc.py`): sweep the cases through an executor into a results file, then print its
+table (and write the HTML report with `--report`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from attnbench import signals
 from attnbench.commands import command
+from attnbench.commands.adhoc import add_adhoc_arguments, suite_of
 from attnbench.commands.common import (
     add_plugin_argument,
     console,
@@ -35,7 +37,8 @@ CORPUS_HELP = (
 def arguments(p: argparse.ArgumentParser) -> None:
     from attnbench.runner.executors import EXECUTORS
 
-    p.add_argument("--suite", required=True, help="suite name (suites/NAME.toml) or path to a .toml file")
+    add_adhoc_arguments(p)
+    p.add_argument("--suite", help="suite name (suites/NAME.toml) or path to a .toml file")
     p.add_argument("-o", "--output", type=Path, help="results file (default results/<suite>-<time>.jsonl)")
     p.add_argument(
         "--executor",
@@ -63,6 +66,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
         "~/.cache/attnbench); a folder every node sees lets a cluster train each model once",
     )
     p.add_argument("--resume", action="store_true", help="skip cases already in the results file")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        metavar="R",
+        help="replicates: time every case R times, in R rounds of shuffled order, each with its own "
+        "median; tables show the median of the R and its 95%% interval (suite key `repeat`; tasks run once)",
+    )
     p.add_argument("--only", help="only variants matching this name, glob or family")
     p.add_argument(
         "--shard",
@@ -118,28 +128,29 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 @command("run", arguments=arguments, order=20)
 def run(args: argparse.Namespace) -> int:
-    """run a suite's sweep and write results"""
+    """run a suite's sweep, or variants at the shapes given, and write results"""
     import torch
 
     from attnbench.env import CACHE_ENV
     from attnbench.report.table import metric
     from attnbench.results import load_results
     from attnbench.runner.executors import check_executor
+    from attnbench.runner.rounds import with_repeat
     from attnbench.runner.sweep import default_mem_limit, default_results_path, run_sweep
-    from attnbench.suites import load_suite
 
     load_plugins(args.plugin)
     executor_options = {"address": args.address, "max_parallel": args.max_parallel}
     check_executor(args.executor, executor_options)
     if args.cache_dir is not None:
         os.environ[CACHE_ENV] = str(args.cache_dir.resolve())  # workers, here or on other nodes, read it
-    suite = load_suite(args.suite)
+    suite = suite_of(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
     if args.timeout is not None:
         suite = dataclasses.replace(suite, timeout_s=args.timeout)
     if args.budget is not None:
         suite = dataclasses.replace(suite, budget_s=args.budget)
+    suite = with_repeat(suite, args.repeat)
     if args.corpus is not None:
         suite = with_corpus(suite, args.corpus)
     if args.seeds is not None:
@@ -195,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
     if outcome.left:
         console.print(
             f"[yellow]time budget reached: {outcome.left} cases left; "
-            f"continue with: attnbench run --suite {args.suite} -o {out} --resume[/]"
+            f"continue with: attnbench run {f'--suite {args.suite}' if args.suite else '…'} "
+            f"-o {out} --resume[/]"
         )
     return 0
 

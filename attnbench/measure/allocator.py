@@ -17,6 +17,12 @@ allocations (issue 16: 0.58 MiB per case over 500 small ascending cases with mem
 `benchmarks/worker_soak.py`). So between cases, never inside one, `release_free_memory` hands
 the free pages back (`malloc_trim(0)`, which also returns whole free pages inside the heap); the
 next case's first call and warm-up fault them in again before anything is timed.
+
+`mallopt` takes a C int: the trim threshold first set here, 4 GiB, wrapped to 0 on the way in,
+so glibc trimmed the heap top on every free and the next call faulted it back in — page
+faults inside the timed region, each ~6 µs on the CI VM (issue 17 measured an SDPA call at
+N = 2048 with 138 faults a call at threshold 0 against 14 at 2 GiB). The threshold is now the
+largest a C int holds, and an argument that does not fit is refused instead of wrapped.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import functools
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-TRIM_THRESHOLD = (1 << 31) - 1  # the largest C int
+TRIM_THRESHOLD = (1 << 31) - 1  # bytes: the most a C int holds (2 GiB)
+C_INT_MAX = (1 << 31) - 1
 
 
 @functools.cache
@@ -47,12 +54,19 @@ def steady_cpu_allocator() -> str:
     libc = _glibc()
     ok = (
         libc is not None
-        and libc.mallopt(M_MMAP_MAX, 0) == 1
-        and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        and _mallopt(libc, M_MMAP_MAX, 0)
+        and _mallopt(libc, M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
     if not ok:
         return "default (not glibc)"
-    return f"glibc mmap off, trim_threshold={(TRIM_THRESHOLD + 1) >> 30}GiB"
+    return f"glibc mmap off, trim_threshold={TRIM_THRESHOLD}"
+
+
+def _mallopt(libc: ctypes.CDLL, param: int, value: int) -> bool:
+    """glibc's mallopt(int, int), refusing a value a C int cannot hold (ctypes would wrap it)."""
+    if not -C_INT_MAX - 1 <= value <= C_INT_MAX:
+        raise ValueError(f"mallopt({param}, {value}): the value does not fit in a C int")
+    return libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1
 
 
 def release_free_memory() -> None:

@@ -10,10 +10,12 @@ from typing import Any
 METRIC_GROUPS = ("time", "memory", "error")
 
 
-def _setting(default: Any, key: str | None = None, *, minimum: float | None = None) -> Any:
-    """A setting, the [suite] key that sets it (its own name unless given) and the least
-    value a suite may give it."""
-    return field(default=default, metadata={"suite_key": key, "minimum": minimum})
+def _setting(
+    default: Any, key: str | None = None, *, minimum: float | None = None, maximum: float | None = None
+) -> Any:
+    """A setting, the [suite] key that sets it (its own name unless given) and the least and
+    most a suite may give it."""
+    return field(default=default, metadata={"suite_key": key, "minimum": minimum, "maximum": maximum})
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class MeasureSettings:
     # comma-separated), each into a folder under profile_dir that its record links
     profile: bool | str = _setting(False)
     profile_dir: str = _setting("profiles")
+    # replicates: each timed case measured this many times, in as many rounds, the order of
+    # the cases shuffled in each round (attnbench/runner/rounds.py); tasks run once
+    repeat: int = _setting(1, minimum=1, maximum=1000)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

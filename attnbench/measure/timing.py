@@ -27,6 +27,7 @@ class Timing:
     n: int  # number of timed samples the quantiles come from
     method: str
     threads: int
+    calls: int = 0  # calls timed in all (a CPU sample times a block of calls)
 
     @property
     def iqr_s(self) -> float:
@@ -59,7 +60,8 @@ def time_cpu(
     while len(samples) < min_samples:
         samples.extend(timer.timeit(m.number_per_run).times)
     q1, q2, q3 = _quartiles(samples)
-    return Timing(q2, q1, q3, len(samples), "torch.utils.benchmark", threads)
+    calls = len(samples) * m.number_per_run
+    return Timing(q2, q1, q3, len(samples), "torch.utils.benchmark", threads, calls)
 
 
 def time_cuda(fn: Callable[[], object], *, rep_ms: int = 100) -> Timing:
@@ -71,7 +73,8 @@ def time_cuda(fn: Callable[[], object], *, rep_ms: int = 100) -> Timing:
         return _time_cuda_events(fn, rep_ms=rep_ms)
     samples = [t / 1e3 for t in do_bench(fn, warmup=25, rep=rep_ms, return_mode="all")]
     q1, q2, q3 = _quartiles(samples)
-    return Timing(q2, q1, q3, len(samples), "triton.testing.do_bench", torch.get_num_threads())
+    threads = torch.get_num_threads()
+    return Timing(q2, q1, q3, len(samples), "triton.testing.do_bench", threads, len(samples))
 
 
 def _time_cuda_events(fn: Callable[[], object], *, rep_ms: int) -> Timing:
@@ -90,7 +93,7 @@ def _time_cuda_events(fn: Callable[[], object], *, rep_ms: int) -> Timing:
         samples.append(start.elapsed_time(end) / 1e3)
         total += samples[-1]
     q1, q2, q3 = _quartiles(samples)
-    return Timing(q2, q1, q3, len(samples), "cuda-events", torch.get_num_threads())
+    return Timing(q2, q1, q3, len(samples), "cuda-events", torch.get_num_threads(), len(samples))
 
 
 def time_fn(

@@ -12,7 +12,7 @@ from attnbench.report import figures
 from attnbench.report.compare import SHAPE
 from attnbench.report.ratios import ratio, ratio_title
 from attnbench.report.sections import Cell, Figure, Section, Table, cell, png
-from attnbench.report.table import metric
+from attnbench.report.table import interval_text, metric
 from attnbench.results.frame import relative_spread
 
 REFERENCE = "softmax.sdpa"  # the ratio column's baseline, as the regression gate's
@@ -36,6 +36,8 @@ def cases_table(df: pd.DataFrame) -> Table:
     base = {tuple(r[a] for a in SHAPE): r for _, r in df[df["label"] == REFERENCE].iterrows()}
     has_ratio, has_d_dot = bool(base), "d_dot" in df and df["d_dot"].notna().any()
     hosts = "hostname" in df and df["hostname"].nunique() > 1  # a cluster's, or files merged
+    has_interval = any(interval_text(r, latency) for _, r in df.iterrows())  # replicates (--repeat)
+    flagged = "flags" in df and df["flags"].fillna("").str.len().gt(0).any()
     rows = []
     for _, r in df.sort_values(["label", "mode", "causal", "seq_len"]).iterrows():
         median, spread = r.get("latency_ms"), relative_spread(r)
@@ -51,6 +53,7 @@ def cases_table(df: pd.DataFrame) -> Table:
             cell(r["status"]),
             cell(median),
             Cell(f"±{100 * spread:.1f}%" if spread else "", "num"),
+            *([Cell(interval_text(r, latency), "num")] if has_interval else []),
         ]
         if has_ratio:
             b = base.get(tuple(r[a] for a in SHAPE))
@@ -58,7 +61,9 @@ def cases_table(df: pd.DataFrame) -> Table:
         row.append(cell(None if peak is None or pd.isna(peak) else peak / 2**20))
         if has_d_dot:
             row.append(cell(r.get("d_dot")))
-        row += [cell(r.get("rel_err")), cell(error_source(r)), cell(r.get("error"))]
+        row += [cell(r.get("rel_err")), cell(error_source(r))]
+        row += [cell(r.get("flags") or None)] if flagged else []
+        row.append(cell(r.get("error")))
         rows.append(row)
     columns = [
         "variant",
@@ -71,10 +76,11 @@ def cases_table(df: pd.DataFrame) -> Table:
         "status",
         "median ms",
         "spread",
+        *(["95% CI ms"] if has_interval else []),
     ]
     columns += [ratio_title(latency, REFERENCE)] if has_ratio else []
     columns += ["peak MiB"] + (["d_dot"] if has_d_dot else [])
-    columns += [ERROR_COLUMN, "measured against", "reason"]
+    columns += [ERROR_COLUMN, "measured against", *(["flags"] if flagged else []), "reason"]
     return Table("Every case that ran (click a header to sort)", columns, rows)
 
 

@@ -19,7 +19,7 @@ from attnbench.report.benchmark import benchmark_section
 from attnbench.report.frontier import frontier_table, plot_frontier
 from attnbench.report.profiles import time_section
 from attnbench.report.sections import Figure, Section, frame_table, png
-from attnbench.report.table import hide_unsupported, machines
+from attnbench.report.table import DISTURBED, hide_unsupported, machines
 from attnbench.results.frame import task_column
 from attnbench.tasks import task_of_results
 
@@ -44,11 +44,13 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 12px; }
 .counts span { margin-right: 1.2em; font-weight: 600; }
+.banner { background: #fff4e5; border: 1px solid #f0a040; padding: .6em 1em; margin: 1em 0; }
 </style>
 </head>
 <body>
 <h1>{{ title }}</h1>
-<section id="summary">
+{% if banner %}<p class="banner" id="disturbed"><strong>Disturbed timings.</strong> {{ banner }}</p>
+{% endif %}<section id="summary">
 <h2>Environment and suite</h2>
 <table class="kv">
 {% for key, value in environment %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>
@@ -95,6 +97,30 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
+DISTURBED_SHARE = 0.10  # the banner shows when more of the timed cases than this were disturbed
+
+
+def disturbed_banner(df: pd.DataFrame) -> str | None:
+    """A sentence for the top of the page when many timed cases were disturbed while timed
+    (other processes on their cores, page faults): their numbers should not be trusted."""
+    if "latency_ms" not in df:
+        return None
+    timed = df[df["latency_ms"].notna()]
+    if timed.empty:
+        return None
+    flags = timed["flags"].fillna("").str.split(",")
+    counts = {name: int(flags.map(lambda f, name=name: name in f).sum()) for name in DISTURBED}
+    disturbed = int(flags.map(lambda f: any(name in f for name in DISTURBED)).sum())
+    if disturbed <= DISTURBED_SHARE * len(timed):
+        return None
+    return (
+        f"{disturbed} of {len(timed)} timed cases were disturbed while timed "
+        f"({counts['contended']} contended: other processes ran on their cores; {counts['page_faults']} "
+        "with page faults). Their times are not to be trusted: rerun on a quiet machine, with replicates "
+        "(--repeat), and compare within one job."
+    )
+
+
 def build_report(df: pd.DataFrame, *, title: str) -> str:
     """The report's HTML for the results in `df` (one or more suites)."""
     if df.empty:
@@ -122,6 +148,8 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
         ("torch", ", ".join(sorted(df["torch"].dropna().astype(str).unique()))),
         ("git revision", ", ".join(sorted(df["git_revision"].dropna().astype(str).unique()))),
         ("hosts", machines(df) or ", ".join(sorted(df["hostname"].dropna().astype(str).unique()))),
+        ("DAMON pageout", _env_values(df, "damon_pageout")),
+        ("cpufreq governor", _env_values(df, "cpu_governor")),
         ("cases", str(len(df))),
         (
             "variants that could not run here",
@@ -131,8 +159,19 @@ def build_report(df: pd.DataFrame, *, title: str) -> str:
     counts = sorted(df["status"].value_counts().items(), key=lambda kv: (kv[0] != "ok", kv[0]))
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(
-        title=title, environment=environment, counts=counts, sections=sections
+        title=title,
+        environment=environment,
+        counts=counts,
+        sections=sections,
+        banner=disturbed_banner(benchmark) if not benchmark.empty else None,
     )
+
+
+def _env_values(df: pd.DataFrame, column: str) -> str:
+    """The values an environment column takes, or `not recorded`."""
+    if column not in df or df[column].isna().all():
+        return "not recorded"
+    return ", ".join(sorted(df[column].dropna().astype(str).unique()))
 
 
 def write_report(df: pd.DataFrame, path: str | Path, *, title: str) -> Path:

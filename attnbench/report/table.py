@@ -19,6 +19,8 @@ class Metric:
     title: str
     fmt: str  # format of one value
     spread: str | None = None  # column holding the interquartile range, shown as ± half of it
+    # columns holding the 95 % interval over replicates, shown as [lo, hi] in place of the spread
+    interval: tuple[str, str] | None = None
     scale: float = 1.0
     timed: bool = False  # derived from the timing, so the `noisy` flag applies
     # computed from other columns rather than recorded: adds the column to a results frame
@@ -40,9 +42,17 @@ METRICS = {
     for m in (
         Metric(
             "latency_ms",
-            "median latency, ms (± half the IQR, % of median)",
+            "median latency, ms (± half the IQR, % of median; with replicates [95 % CI])",
             "{:.3g}",
             spread="latency_iqr_ms",
+            interval=("latency_ci_lo_ms", "latency_ci_hi_ms"),
+            timed=True,
+        ),
+        Metric(
+            "ratio_ref",
+            "latency ratio to softmax.sdpa, same shape, paired by round (median [95 % CI]; needs replicates)",
+            "{:.3g}",
+            interval=("ratio_ref_ci_lo", "ratio_ref_ci_hi"),
             timed=True,
         ),
         Metric("tokens_per_s", "throughput, tokens/s", "{:,.0f}", timed=True),
@@ -63,6 +73,8 @@ MACHINE = "device_name"
 INVALID_MARK = "†"  # compile fell back / recompiled while timed
 NOISY_MARK = "~"  # spread above the noise threshold
 INACCURATE_MARK = "✗"  # measured, but its error against its oracle is above the tolerance
+DISTURBED_MARK = "!"  # other processes or page faults disturbed the timed region
+DISTURBED = ("contended", "page_faults")
 
 
 def metric(name: str) -> Metric:
@@ -127,16 +139,30 @@ def status_cell(row: pd.Series, m: Metric, raw: bool):
     if raw:
         return value
     text = m.fmt.format(value * m.scale)
-    if m.spread and not pd.isna(row.get(m.spread)) and value:
+    interval = interval_text(row, m)
+    if interval:
+        text += f" {interval}"
+    elif m.spread and not pd.isna(row.get(m.spread)) and value:
         text += f" ±{50 * row[m.spread] / value:.0f}%"
-    flags = str(row.get("flags") or "")
     if row["status"] == "inaccurate":
         text += INACCURATE_MARK
+    flags = str(row.get("flags") or "").split(",")
     if "fallback_eager" in flags or "recompiled_during_timing" in flags:
         text += INVALID_MARK
-    elif m.timed and "noisy" in flags:
-        text += NOISY_MARK
+    elif m.timed:
+        text += NOISY_MARK if "noisy" in flags else ""
+        text += DISTURBED_MARK if any(f in flags for f in DISTURBED) else ""
     return text
+
+
+def interval_text(row: pd.Series, m: Metric) -> str:
+    """`[lo, hi]` of the metric's interval over replicates, or "" when the row has none."""
+    if not m.interval:
+        return ""
+    lo, hi = (row.get(c) for c in m.interval)
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    return f"[{m.fmt.format(lo * m.scale)}, {m.fmt.format(hi * m.scale)}]"
 
 
 def status_counts(df: pd.DataFrame) -> str:
@@ -149,7 +175,8 @@ MEASURED = ("ok", "inaccurate")  # statuses whose metrics were measured
 LEGEND = (
     f"{INACCURATE_MARK} inaccurate (error against its oracle above the tolerance: other maths); "
     f"{INVALID_MARK} invalid (torch.compile fell back to eager or recompiled while timed); "
-    f"{NOISY_MARK} noisy (IQR above 10% of the median)"
+    f"{NOISY_MARK} noisy (IQR above 10% of the median); "
+    f"{DISTURBED_MARK} disturbed while timed (other processes on its cores, or page faults)"
 )
 
 

@@ -1,4 +1,5 @@
-"""Results as a pandas DataFrame: one row per record, case fields and metrics as columns."""
+"""Results as a pandas DataFrame: one row per case, case fields and metrics as columns (a
+case's replicates, one record per round, read as one row: attnbench/results/replicates.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from attnbench.errors import UserError
-from attnbench.results.schema import CASE_FIELDS, ENV_COLUMNS
+from attnbench.results.replicates import REFERENCE, add_reference_ratios, combine
+from attnbench.results.schema import CASE_FIELDS, ENV_COLUMNS, NOISE_ENV_COLUMNS
 from attnbench.results.store import read_records
 
 CASE_COLUMNS = [k for k in CASE_FIELDS if k != "task"]  # task parameters are `task.<name>` columns
@@ -26,6 +28,7 @@ RECORD_COLUMNS = [
     "wall_s",
     *ENV_COLUMNS,
     "run",  # the file a row comes from, when several are read as runs (results.runs)
+    *NOISE_ENV_COLUMNS,
 ]
 
 
@@ -50,7 +53,8 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
     row["flags"] = ",".join(rec.get("flags") or [])
     row["wall_s"] = rec.get("wall_s")
     env = rec.get("env") or {}
-    row.update({k: env.get(k) for k in ENV_COLUMNS})
+    row.update({k: env.get(k) for k in (*ENV_COLUMNS, *NOISE_ENV_COLUMNS)})
+    row.update(rec.get("_replicates") or {})
     return row
 
 
@@ -81,18 +85,22 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
     ]
 
 
-def load_results(*paths: str | Path, on_warning: Callable[[str], None] | None = None) -> pd.DataFrame:
+def load_results(
+    *paths: str | Path, on_warning: Callable[[str], None] | None = None, reference: str = REFERENCE
+) -> pd.DataFrame:
     """Read one or more results files (JSON lines) into a DataFrame, one row per case.
 
     Unreadable lines are skipped with a warning (`warnings.warn`, or `on_warning`); the rest
-    are kept. The last record of a case id wins, so a file extended by `--resume` reads as
-    one sweep.
+    are kept. The last record of a (case id, round) wins, so a file extended by `--resume`
+    reads as one sweep; a case's rounds are combined into one row with the interval of its
+    median, and of its ratio to `reference` at the same shape.
     """
     if not paths:
         raise UserError("load_results needs at least one results file")
     say = on_warning or (lambda msg: warnings.warn(msg, stacklevel=3))
-    rows: dict[str, dict[str, Any]] = {}
+    cases: dict[str, dict[int, dict[str, Any]]] = {}
     for path in paths:
         for rec in read_records(path, warn=say):
-            rows[rec["case_id"]] = flatten(rec)
-    return pd.DataFrame(list(rows.values()))
+            cases.setdefault(rec["case_id"], {})[rec.get("round") or 0] = rec
+    rows = [flatten(combine([rounds[r] for r in sorted(rounds)])) for rounds in cases.values()]
+    return add_reference_ratios(pd.DataFrame(rows), reference)

@@ -30,6 +30,7 @@ TOP_FIELDS: dict[str, type | tuple[type, ...]] = {
     "flags": list,
     "env": dict,
     "wall_s": NUMBER,
+    "round": int,
 }
 REQUIRED = ("case_id", "status", "case")
 CASE_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -48,6 +49,8 @@ CASE_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 # the environment a table or report shows (`env` may hold more, of any type)
 ENV_COLUMNS = ("device_name", "torch", "git_revision", "hostname")
+# what about the machine can disturb timings (attnbench/measure/noise.py), any type
+NOISE_ENV_COLUMNS = ("damon_pageout", "cpu_governor")
 # the metrics `execute` records as numbers, and that tables, figures and the gate compute with
 NUMERIC_METRICS = (
     "latency_ms",
@@ -69,6 +72,15 @@ NUMERIC_METRICS = (
     "density",
     "compiles",
     "threads_used",
+    "faults_minor",
+    "faults_major",
+    "faults_per_call",
+    "ctx_involuntary",
+    "other_cpu_s",
+    "other_cores",
+    "steal_s",
+    "timed_calls",
+    "timed_wall_s",
 )
 
 
@@ -104,6 +116,8 @@ def record_problem(rec: Any) -> str | None:
             return f"{key} is null"
     if not (rec.get("label") or rec["case"].get("variant")):
         return "no label and no case.variant to name it by"
+    if isinstance(rec.get("round"), int) and rec["round"] < 0:
+        return f"round is {rec['round']}, not a round (0 or more)"
     if rec["status"] not in STATUSES:
         return f"status {rec['status']!r:.40} is none of {', '.join(STATUSES)}"
     for key, expected in CASE_FIELDS.items():

@@ -21,9 +21,10 @@ __all__ = ["STATUSES", "ResultStore", "make_record", "read_records"]
 SCHEMA = 1
 
 
-def make_record(case: Case, outcome: Outcome, suite: str) -> dict[str, Any]:
-    """One result: the case, its status, metrics and flags, and the environment it ran in."""
-    return {
+def make_record(case: Case, outcome: Outcome, suite: str, *, round_: int | None = None) -> dict[str, Any]:
+    """One result: the case, its status, metrics and flags, and the environment it ran in;
+    with replicates, one per round (`round_`, from 0), read back as one row per case."""
+    record = {
         "schema": SCHEMA,
         "suite": suite,
         "case_id": case.id,
@@ -37,6 +38,9 @@ def make_record(case: Case, outcome: Outcome, suite: str) -> dict[str, Any]:
         "wall_s": outcome.wall_s,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if round_ is not None:
+        record["round"] = round_
+    return record
 
 
 class ResultStore:

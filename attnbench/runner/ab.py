@@ -2,15 +2,20 @@
 
 The base revision is checked out into a temporary git worktree; nothing is installed: its
 worker process imports the worktree's `attnbench` package in place of this one (same Python,
-same torch). Cases run A, B, A, B, … (base then head for each case), so drift of the machine
-over the job (thermal state, neighbours, frequency) lands on both sides alike. Each side's
-records go to its own results file, and the regression gate compares them.
+same torch). Each case runs on both sides back to back (which side first is drawn per case,
+so neither is always second), so drift of the machine over the job (thermal state,
+neighbours, frequency) lands on both sides alike. With replicates (`repeat` R) the job runs R
+rounds, every case once per round on each side, the order of the cases shuffled per round
+(attnbench/runner/rounds.py): the gate then judges each case on R replicates a side. Each
+side's records go to its own results file, and the regression gate compares them.
 """
 
 from __future__ import annotations
 
+import random
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from attnbench.env import SOURCE_DIR
 from attnbench.errors import UserError
 from attnbench.results.store import ResultStore, make_record
 from attnbench.runner.executors import SubprocessExecutor
+from attnbench.runner.rounds import SEED, Rounds
 from attnbench.suites import Suite
 
 
@@ -41,13 +47,18 @@ def _git(*args: str, cwd: Path = SOURCE_DIR) -> str:
     return done.stdout.strip()
 
 
-def run_ab(suite: Suite, cases: list[Case], base: str, out_dir: Path, console: Console) -> ABOutcome:
-    """Run `cases` on revision `base` (a worktree) and on this checkout, interleaved."""
+def run_ab(
+    suite: Suite, cases: list[Case], base: str, out_dir: Path, console: Console, *, repeat: int = 1
+) -> ABOutcome:
+    """Run `cases` on revision `base` (a worktree) and on this checkout, interleaved, in
+    `repeat` rounds."""
     revision = _git("rev-parse", "--verify", f"{base}^{{commit}}")
     out_dir.mkdir(parents=True, exist_ok=True)
     stores = {side: ResultStore(out_dir / f"{side}.jsonl") for side in ("base", "head")}
     for store in stores.values():
         store.path.unlink(missing_ok=True)
+    plan = Rounds(cases, repeat)
+    first = random.Random(f"{SEED}-ab")  # which side runs a case first
     with tempfile.TemporaryDirectory(prefix="attnbench-base-") as tmp:
         tree = Path(tmp) / "tree"
         _git("worktree", "add", "--detach", str(tree), revision)
@@ -60,12 +71,27 @@ def run_ab(suite: Suite, cases: list[Case], base: str, out_dir: Path, console: C
             )
             for side in ("base", "head")
         }
+        start = time.perf_counter()
         try:
-            for i, case in enumerate(cases, 1):
-                for side in ("base", "head"):
-                    outcome = executors[side].run(case)
-                    stores[side].append(make_record(case, outcome, suite.name))
-                console.print(f"[dim]{i}/{len(cases)} {case}[/]", highlight=False)
+            todo = plan.todo()
+            for i, (round_, case) in enumerate(todo, 1):
+                if not plan.skip(case, round_):
+                    sides = ["base", "head"]
+                    first.shuffle(sides)
+                    statuses = set()
+                    for side in sides:
+                        outcome = executors[side].run(case)
+                        replicate = round_ if repeat > 1 else None
+                        stores[side].append(make_record(case, outcome, suite.name, round_=replicate))
+                        statuses.add(outcome.status)
+                    plan.note(case.id, round_, "ok" if statuses == {"ok"} else "failed")
+                if repeat == 1:
+                    console.print(f"[dim]{i}/{len(cases)} {case}[/]", highlight=False)
+                elif i == len(todo) or todo[i][0] != round_:
+                    elapsed = time.perf_counter() - start
+                    console.print(
+                        f"[dim]round {round_ + 1}/{repeat} done · {elapsed:.0f} s[/]", highlight=False
+                    )
         finally:
             for executor in executors.values():
                 executor.close()

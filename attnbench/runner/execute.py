@@ -17,7 +17,7 @@ from attnbench.cases import Case
 from attnbench.env import case_env
 from attnbench.errors import Unsupported, UserError, is_oom, one_line
 from attnbench.inputs import case_seed, make_qkv, randn, torch_dtype
-from attnbench.measure import accuracy, compile_guard
+from attnbench.measure import accuracy, compile_guard, noise
 from attnbench.measure.calibrate import ceilings
 from attnbench.measure.memory import peak_bytes
 from attnbench.measure.numerics import error_vs_reference
@@ -136,7 +136,7 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
         if cls.compiled:
             metrics["compiles"] = guard.compiles_in_warmup
         if "time" in settings.metrics:
-            with guard.timed():
+            with guard.timed(), noise.watch() as seen:
                 timing = time_fn(
                     work.run,
                     device=case.device,
@@ -145,8 +145,10 @@ def _measure(case: Case, settings: MeasureSettings, metrics: dict[str, Any]) -> 
                     min_samples=settings.min_samples,
                 )
             metrics.update(_speed_metrics(cls, case, timing, settings))
+            metrics.update(seen[0].metrics(timing.calls))
             if timing.noisy:
                 flags.append("noisy")
+            flags.extend(seen[0].flags(threads=case.threads))
         if "memory" in settings.metrics:
             work.reset()
             with guard.timed():

@@ -4,6 +4,7 @@ as it takes them; either way each result is appended as it arrives, in the order
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import Counter
@@ -24,10 +25,12 @@ from rich.progress import (
 
 from attnbench.cases import Case
 from attnbench.errors import UserError
+from attnbench.measure.noise import busy_warning
 from attnbench.outcome import Outcome
 from attnbench.results.lock import check_writable, hold_results
 from attnbench.results.store import ResultStore, make_record
 from attnbench.runner.executors import Executor, make_executor
+from attnbench.runner.rounds import Rounds, repeats
 from attnbench.suites import Suite
 
 RESULTS_DIR = Path("results")
@@ -50,6 +53,7 @@ class SweepOutcome:
     already_done: int
     statuses: Counter = field(default_factory=Counter)
     left: int = 0  # not run because the time budget ran out
+    repeat: int = 1  # rounds: `total` counts (case, round) pairs
     worker_starts: int = 0
     wall_s: float = 0.0
 
@@ -84,15 +88,16 @@ def worker_log_path(out: Path) -> Path:
     return log if log != out else out.with_name(out.name + ".worker.log")
 
 
-def finished_cases(store: ResultStore, suite: str, *, resume: bool) -> set[str]:
-    """The ids already in the results file, which this run will not run again. Never append a
-    fresh sweep to old results, nor resume another suite's file: either would mix two runs."""
+def finished_records(store: ResultStore, suite: str, *, resume: bool) -> list[dict]:
+    """The records already in the results file, which this run will not run again. Never
+    append a fresh sweep to old results, nor resume another suite's file: either would mix
+    two runs."""
     if not resume:
         if store.path.stat().st_size > 0:
             raise UserError(
                 f"{store.path} already holds results: add --resume to continue it, or -o a new path"
             )
-        return set()
+        return []
     records = store.records()
     others = sorted({str(r.get("suite")) for r in records if r.get("suite") not in (None, suite)})
     if others:
@@ -100,7 +105,7 @@ def finished_cases(store: ResultStore, suite: str, *, resume: bool) -> set[str]:
             f"--resume: {store.path} holds results of suite {others[0]!r}, not {suite!r}: "
             f"resume it with --suite {others[0]}, or -o a new file"
         )
-    return {r["case_id"] for r in records}
+    return records
 
 
 def plural(n: int, noun: str) -> str:
@@ -108,20 +113,42 @@ def plural(n: int, noun: str) -> str:
 
 
 def announce(console: Console, suite: Suite, outcome: SweepOutcome, executor: str) -> None:
-    """The run's first line: how many cases, how many already done, where they go."""
+    """The run's first line: how many cases (and rounds), how many already done, where they go."""
     todo = outcome.total - outcome.already_done
-    resumed = f" ({outcome.already_done:,} already done, {todo:,} to run)" if outcome.already_done else ""
+    unit = " replicates" if outcome.repeat > 1 else ""
+    resumed = (
+        f" ({outcome.already_done:,}{unit} already done, {todo:,} to run)" if outcome.already_done else ""
+    )
+    cases = plural(outcome.total // outcome.repeat, "case")
+    rounds = f" × {outcome.repeat} rounds" if outcome.repeat > 1 else ""
     console.print(
-        f"[bold]{escape(suite.name)}[/]: {plural(outcome.total, 'case')}{resumed} → "
+        f"[bold]{escape(suite.name)}[/]: {cases}{rounds}{resumed} → "
         f"{escape(str(outcome.path))}  (executor {executor})",
         soft_wrap=True,
     )
+    if suite.settings.repeat > outcome.repeat:
+        console.print(
+            f"[dim]repeat {suite.settings.repeat}: {suite.name} is not timed, its cases run once[/]"
+        )
     if todo > LARGE_SWEEP:
         console.print(
             f"[yellow]warning:[/] {todo:,} cases to run is a long sweep (hours, at a second a case): "
             "narrow it with --only or --shard, or set budget_s in [suite] and continue with --resume",
             soft_wrap=True,
         )
+
+
+def warn_if_busy(console: Console, suite: Suite) -> None:
+    """One line when other processes keep the machine busy before a timed sweep."""
+    if suite.task is None and "time" in suite.settings.metrics:
+        message = busy_warning()
+        if message:
+            console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def round_label(case: Case, round_: int, repeat: int) -> str:
+    """The progress bar's description: the case, and its round when there are replicates."""
+    return f"{case} (round {round_ + 1}/{repeat})" if repeat > 1 else str(case)
 
 
 def run_sweep(
@@ -142,10 +169,13 @@ def run_sweep(
         log_path = worker_log_path(out)
         check_writable(log_path, "worker log")
         store = ResultStore(out)
-        done = finished_cases(store, suite.name, resume=resume)
-        todo = [c for c in cases if c.id not in done]
-        outcome = SweepOutcome(path=out, total=len(cases), already_done=len(cases) - len(todo))
+        plan = Rounds(cases, repeats(suite))
+        plan.note_records(finished_records(store, suite.name, resume=resume))
+        todo = plan.todo()
+        total = len(cases) * plan.repeat
+        outcome = SweepOutcome(path=out, total=total, already_done=total - len(todo), repeat=plan.repeat)
         announce(console, suite, outcome, executor)
+        warn_if_busy(console, suite)
         runner = make_executor(
             executor,
             suite.settings,
@@ -156,22 +186,39 @@ def run_sweep(
         )
         start = time.perf_counter()
 
-        def within_budget() -> Iterator[Case]:
-            """The cases to run, until the time budget is spent (checked as each is taken)."""
-            for i, case in enumerate(todo):
+        taken = 0  # (case, round) pairs taken from `todo`, skipped ones too
+
+        def within_budget(pairs: list[tuple[int, Case]]) -> Iterator[Case]:
+            """The round's cases to run, until the time budget is spent (checked as each is
+            taken); a case that failed in an earlier round is passed over."""
+            nonlocal taken
+            for round_, case in pairs:
                 if suite.budget_s is not None and time.perf_counter() - start > suite.budget_s:
-                    outcome.left = len(todo) - i
+                    outcome.left = len(todo) - taken
                     return
+                taken += 1
+                if plan.skip(case, round_):
+                    progress.advance(task)
+                    continue
                 yield case
 
         try:
             with Progress(*PROGRESS_COLUMNS, console=console, transient=False) as progress:
                 task = progress.add_task(suite.name, total=len(todo))
-                show = lambda case: progress.update(task, description=str(case))
-                for case, result in outcomes(runner, within_budget(), show):
-                    store.append(make_record(case, result, suite.name))
-                    outcome.statuses[result.status] += 1
-                    progress.advance(task)
+                # round by round: a case is once in a round, so each outcome names its pair
+                # even where the executor finishes cases out of order (run_many)
+                for round_, pairs in itertools.groupby(todo, key=lambda pair: pair[0]):
+                    show = lambda case, r=round_: progress.update(
+                        task, description=round_label(case, r, plan.repeat)
+                    )
+                    for case, result in outcomes(runner, within_budget(list(pairs)), show):
+                        replicate = round_ if plan.repeat > 1 else None
+                        store.append(make_record(case, result, suite.name, round_=replicate))
+                        plan.note(case.id, round_, result.status)
+                        outcome.statuses[result.status] += 1
+                        progress.advance(task)
+                    if outcome.left:
+                        break
                 progress.update(task, description=suite.name)
         finally:
             runner.close()

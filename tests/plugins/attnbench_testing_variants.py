@@ -2,18 +2,21 @@
 
 `testing.oom` allocates far past the worker's memory cap, `testing.crash` kills its own
 process, `testing.hang` sleeps past any timeout, `testing.slow` takes a second a call (time
-to stop it mid-case), `testing.recompiles` recompiles on every call; `testing.ok` is a correct
-variant that runs beside them. Registration happens on
+to stop it mid-case), `testing.recompiles` recompiles on every call, `testing.faults` touches
+freshly mapped memory in every call (page faults inside the timed region); `testing.ok` is a
+correct variant that runs beside them. Registration happens on
 import, so a worker that imports this module as a plugin knows them; `register_all`
 re-registers them in the test process after a teardown.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import time
 
+import numpy as np
 import torch
 
 from attnbench.registry import REGISTRY
@@ -59,6 +62,17 @@ class Slow(Ok):
         return super().forward(q, k, v, causal=causal)
 
 
+class Faults(Ok):
+    """Correct, and faults in 16 MiB of freshly mapped pages every call, as an allocator that
+    hands memory back to the kernel between calls would."""
+
+    def forward(self, q, k, v, *, causal=False):
+        fresh = mmap.mmap(-1, 16 << 20)
+        np.frombuffer(fresh, dtype=np.uint8)[:: mmap.PAGESIZE] = 1  # the first touch of each page
+        fresh.close()
+        return super().forward(q, k, v, causal=causal)
+
+
 _CALLS = [0]
 
 
@@ -86,6 +100,7 @@ VARIANTS = {
     "testing.hang": Hang,
     "testing.slow": Slow,
     "testing.recompiles": Recompiles,
+    "testing.faults": Faults,
 }
 NAMES = tuple(VARIANTS)
 

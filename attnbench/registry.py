@@ -138,6 +138,12 @@ class Variant(nn.Module):
         """Size of the per-head state a query reads (fast-weight memory); None if unbounded."""
         return None
 
+    @classmethod
+    def training_caveat(cls, params: Mapping[str, Any]) -> str | None:
+        """Why a model trained with these parameters is expected to learn badly (a known
+        mismatch, kept runnable for ablations), or None; `run` warns on a task suite."""
+        return None
+
     # --- availability -----------------------------------------------------------------------
     @classmethod
     def unavailable_reason(cls, device: str) -> str | None:

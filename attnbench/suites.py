@@ -21,6 +21,9 @@ axes, per-variant parameter sweeps and limits, and how to measure::
     [params."linear.dpfp"]   # sweep a variant's own parameters
     nu = [1, 2, 3]
 
+    [params."linear.*"]      # points: parameters that vary together (the paper's two arms)
+    points = [{rule = "sum", norm = "attn"}, {rule = "delta", norm = "sum"}]
+
     [limits."softmax.naive"] # bounds on any numeric axis, by name or glob
     max_seq_len = 2048
 
@@ -32,6 +35,7 @@ A suite with a `[task]` table trains its variants on a quality task instead of t
     S = [20, 40, 60]         # a list is a swept axis, like the sweep's
     d_key = 16
     # points = [{seq_len = 64, pairs = 4}, …]: parameters that vary together, not as a product
+    seeds = [0, 1, 2]        # every point trained once per seed (`run --seeds N`: seeds 0 … N−1)
 
 The task fixes batch, heads, seq_len and d_head (a sweep may not set them); causal defaults
 to true and the mode is the task's (training: "fwd+bwd"; the decode task: "decode").
@@ -57,7 +61,7 @@ from attnbench.cases import DEVICES, DTYPES, MODES, Case, freeze
 from attnbench.errors import UserError, did_you_mean
 from attnbench.measure.settings import METRIC_GROUPS, MeasureSettings
 from attnbench.registry import REGISTRY, Registry, Variant
-from attnbench.task_grid import TaskGrid, parse_task
+from attnbench.task_grid import TaskGrid, check_points, parse_task, product_grid
 from attnbench.tasks import TASK_AXES, get_task
 
 if sys.version_info >= (3, 11):
@@ -126,7 +130,7 @@ class Suite:
         name, mode = self.task.name, get_task(self.task.name).mode
         return [
             dataclasses.replace(case, **shape, mode=mode, task=freeze({"name": name, **params}))
-            for params, shape in self.task.points
+            for params, shape in self.task.runs()
         ]
 
     def check_params(self, registry: Registry = REGISTRY) -> None:
@@ -143,18 +147,31 @@ class Suite:
             raise UserError(f"{self.location('variants')}: {e}") from None
 
     def _param_grid(self, cls: type[Variant]) -> list[dict[str, Any]]:
-        swept = {}
+        swept: dict[str, list[Any]] = {}
+        points: list[dict[str, Any]] = [{}]
         for pattern, values in self.params.items():
             if fnmatch.fnmatchcase(cls.name, pattern):
+                values = dict(values)
+                points = values.pop("points", points)  # the most specific table's points win
                 swept.update(values)
+        clash = sorted(set(swept) & {k for point in points for k in point})
+        if clash:
+            where = f"{self.location('points')}: {cls.name}"
+            raise UserError(f"{where}: parameter {clash[0]!r} is set both in points and on its own")
         for key, values in swept.items():  # each value alone: the checks are per parameter
             for value in values:
                 try:
                     cls.resolve_params({key: value})
                 except UserError as e:
                     raise UserError(f"{self.location(key)}: {e}") from None
-        names = sorted(swept)
-        grid = [dict(zip(names, vals, strict=True)) for vals in itertools.product(*(swept[n] for n in names))]
+        for point in points:
+            try:
+                cls.resolve_params(point)
+            except UserError as e:
+                raise UserError(f"{self.location('points')}: {e}") from None
+        grid = product_grid(swept, points)
+        for params in grid:
+            cls.resolve_params(params)  # an unknown name fails here, naming the suite file
         # only what the suite sets: a row reads `linear.dpfp[nu=2]`, not every default; the
         # resolved set is recorded with each result (metrics.resolved_params)
         return grid
@@ -318,7 +335,11 @@ def parse_suite(
     for pattern, values in data.get("params", {}).items():
         if not isinstance(values, dict):
             raise fail(pattern, f"[params] {pattern!r} must be a table of parameter = [values]")
-        params[pattern] = {k: v if isinstance(v, list) else [v] for k, v in values.items()}
+        swept = {k: v if isinstance(v, list) else [v] for k, v in values.items() if k != "points"}
+        params[pattern] = swept
+        if "points" in values:
+            example = '{rule = "sum", norm = "attn"}'
+            params[pattern]["points"] = check_points(values, swept, fail, f"[params.{pattern!r}]", example)
     limits = {}
     for pattern, bounds in data.get("limits", {}).items():
         if not isinstance(bounds, dict):

@@ -27,6 +27,19 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture
+def one_thread():
+    """Train on one thread: the tiny models of the task tests gain nothing from two, and on
+    shared cores two OpenMP threads wait on each other (seen: a 300-step retrieval run in
+    1.5 s on one thread, 45 s on two, with other jobs on the machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def faulty_variants():
     """Register the test-only variants that misbehave (OOM, crash, hang); remove them after."""
     import attnbench_testing_variants as plugin

@@ -372,6 +372,33 @@ def test_eval_rows_name_the_sliding_stride():
     assert list(rows["mode"]) == ["windows", "sliding (stride 4)"] and "bucket_loss" not in rows
 
 
+def test_several_seeds_show_the_median_and_range_and_a_seed_that_diverged():
+    """Cells: the median (min–max) over the seeds that ran, then how many ended otherwise; the
+    ratio column is taken per seed. One seed (every file before seeds) shows as before."""
+    import pandas as pd
+
+    def case(seed: int, ppl: tuple[float, float] | None) -> dict:
+        if ppl is None:
+            evals = [
+                {"length": n, "factor": n / 16, "mode": "windows", "status": "diverged"} for n in (16, 32)
+            ]
+        else:
+            evals = [
+                {"length": n, "factor": n / 16, "mode": "windows", "stride": None, "status": "ok", "ppl": p}
+                for n, p in zip((16, 32), ppl, strict=True)
+            ]
+        return {"case_id": str(seed), "label": "x", "status": "ok", "task.seq_len": 16, "task.seed": seed,
+                "evals": evals}  # fmt: skip
+
+    runs = [case(0, (4.0, 8.0)), case(1, (5.0, 5.0)), case(2, (6.0, 9.0)), case(3, None)]
+    table = get_task("extrapolation").table(pd.DataFrame(runs)).iloc[0]
+    assert table["16 (1×)"] == "5.00 (4.00–6.00) [1 diverged]"
+    assert table["32 (2×)"] == "8.00 (5.00–9.00) [1 diverged]"
+    assert table["2× / 1×"] == "1.50 (1.00–2.00)"
+    one = get_task("extrapolation").table(pd.DataFrame([runs[0]]).drop(columns="task.seed")).iloc[0]
+    assert one["16 (1×)"] == "4.00" and one["2× / 1×"] == "2.00"
+
+
 def test_two_workers_wanting_the_same_model_at_once_train_it_once(tmp_path, monkeypatch):
     import threading
 

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from attnbench import reference
 from attnbench.cases import Case, Shape
-from attnbench.errors import Unsupported
+from attnbench.errors import Unsupported, UserError
 from attnbench.measure.numerics import relative_error
 from attnbench.measure.settings import MeasureSettings
 from attnbench.reference.softmax import softmax_attention
@@ -180,6 +180,44 @@ def test_favor_redraw_only_when_asked_and_training():
     fm = Favor(16, m=32, redraw=True)
     assert changes(fm)
     assert not changes(fm.eval())
+
+
+def test_favor_redraw_always_draws_at_evaluation_too():
+    """The fast-weight paper's code draws its features inside forward, in training and in
+    evaluation alike: `redraw = "always"`."""
+    x = torch.randn(3, 16)
+    fm = Favor(16, m=32, redraw="always").eval()
+    before = fm(x)
+    fm.resample()
+    assert not torch.equal(before, fm(x))
+    with pytest.raises(UserError, match='redraw must be false, true or "always"'):
+        REGISTRY.get("linear.favor").resolve_params({"redraw": "sometimes"})
+
+
+def test_favor_exp_kernel_estimates_exp_of_the_unscaled_dot_product():
+    """kernel = "exp" (the paper's code, no d^(-1/4) on the inputs): E[φ(q)·φ(k)] = exp(q·k)."""
+    d = 16
+    x = torch.randn(6, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.125
+    fm = Favor(d, m=64, redraw=True, seed=3, kernel="exp").double()
+    draws = []
+    for _ in range(400):
+        fm.resample()
+        phi = fm(x)
+        draws.append(phi @ phi.T)
+    # (kernel = "softmax" is 0.14 off here: it estimates exp(q·k/4))
+    assert relative_error(torch.stack(draws).mean(0), torch.exp(x @ x.T)) < 0.03
+
+
+def test_favor_features_come_from_the_global_generator_unless_seeded():
+    """A seeded run (torch.manual_seed) gets features of its own and the same ones again."""
+    torch.manual_seed(0)
+    a = Favor(16, m=32).proj
+    torch.manual_seed(0)
+    b = Favor(16, m=32).proj
+    torch.manual_seed(1)
+    c = Favor(16, m=32).proj
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(Favor(16, m=32, seed=5).proj, Favor(16, m=32, seed=5).proj)
 
 
 def test_favor_redraw_shares_one_draw_between_queries_and_keys():

@@ -11,11 +11,14 @@ from attnbench.registry import REGISTRY
 from attnbench.tasks import get_task
 from attnbench.tasks.retrieval_data import (
     RetrievalModel,
+    key_counts,
     last_values,
     retrieval_loss,
     sample_batch,
     sample_eval,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -151,3 +154,73 @@ def test_raising_max_steps_continues_the_same_run():
     other = run_case("linear.elu", {"norm": "sum"}, S=6, d_key=8, max_steps=200, seed=1)
     assert longer["loss_curve"][:2] == short["loss_curve"]
     assert other["loss_curve"] != short["loss_curve"]
+
+
+def test_values_sampled_without_replacement_are_distinct_in_every_sequence():
+    """The paper's setting 1: S values for S pairs, so each sequence's values are a permutation."""
+    batch = sample_batch(1, 12, 64, gen(4), values_replace=False)
+    assert torch.equal(batch.values.sort(-1).values, torch.arange(12).expand(64, 12))
+    with_replacement = sample_batch(1, 12, 64, gen(4))
+    assert any(len(set(row.tolist())) < 12 for row in with_replacement.values)
+
+
+def test_queries_drawn_by_position_ask_a_repeated_key_more_often():
+    """Setting 2: by key, every key a sequence holds is equally likely; by position (the
+    paper's code), in proportion to how often it occurs."""
+    keys = torch.tensor([[0, 0, 0, 1]]).expand(4000, 4)
+    counts = key_counts(keys, 2)
+    assert counts[0].tolist() == [3.0, 1.0]
+    by_position = sample_batch(2, 4, 4000, gen(5), query_by="position")
+    held = key_counts(by_position.keys, 4)
+    asked = held.gather(1, by_position.query[:, None]).squeeze(1)
+    by_key = sample_batch(2, 4, 4000, gen(5))
+    asked_by_key = key_counts(by_key.keys, 4).gather(1, by_key.query[:, None]).squeeze(1)
+    assert asked.mean() > asked_by_key.mean() + 0.2  # the queried key occurs more often
+
+
+def test_evaluation_caps_the_queries_at_the_smallest_key_ids_and_can_use_s_pairs():
+    data = sample_eval(1, 12, 5, gen(6), max_queries=4)
+    assert data.query.shape[0] == 5 * 4 and set(data.query.tolist()) == {0, 1, 2, 3}
+    short = sample_eval(2, 6, 5, gen(7), length=6)
+    assert short.keys.shape[1] == 6  # setting 2 evaluated on S pairs, as the paper's code
+
+
+@pytest.mark.parametrize(("variant", "family_init"), [("linear.elu", "uniform"), ("softmax.naive", "xavier")])
+def test_the_papers_model_has_its_embedding_size_biases_and_initialisation(variant, family_init):
+    torch.manual_seed(0)
+    layer = REGISTRY.get(variant)(heads=1, d_head=16)
+    model = RetrievalModel(layer, 20, 16, d_embed=44, bias=True, init="paper")
+    assert model.key_embedding.weight.shape == (20, 44) and model.to_key.in_features == 44 + 20
+    assert model.to_key.bias is not None and model.to_query.bias is not None
+    bound = 16**-0.5 if family_init == "uniform" else (6 / (64 + 16)) ** 0.5  # Xavier: √(6/(fan_in+fan_out))
+    assert model.to_key.weight.abs().max() <= bound
+    assert model.to_key.weight.abs().max() > 0.9 * bound  # uniform over the whole range
+
+
+def test_a_run_reports_the_loss_its_report_parameter_names():
+    """The paper reports the last evaluation; the default the best. Both are recorded; the
+    seed does not change with `report` (the same run, read differently)."""
+    task = dict(S=6, d_key=8, max_steps=300, d_embed="2.2S", bias=True, init="paper", values_replace=False)
+    last = run_case("linear.elu", {"norm": "attn"}, **task, report="last")
+    best = run_case("linear.elu", {"norm": "attn"}, **task)
+    assert last["d_embed"] == 13 and last["loss_curve"] == best["loss_curve"]
+    assert last["loss"] == last["last_loss"] == last["loss_curve"][-1]["eval_loss"]
+    assert best["loss"] == best["best_loss"] == min(c["eval_loss"] for c in best["loss_curve"])
+
+
+def test_seeds_change_the_data_and_the_initialisation_and_a_seed_reproduces_exactly():
+    """FAVOR+'s random features included: they come from the run's seed."""
+    params = {"m": 8, "redraw": "always", "kernel": "exp"}
+    a, b = (run_case("linear.favor", params, S=6, d_key=8, max_steps=100, seed=3) for _ in range(2))
+    c = run_case("linear.favor", params, S=6, d_key=8, max_steps=100, seed=4)
+    assert a["loss_curve"] == b["loss_curve"] and a["loss_curve"] != c["loss_curve"]
+    retrieval = get_task("retrieval")
+    case = Case("linear.favor", freeze(params), task=freeze({"name": "retrieval", "seed": 3}))
+    seeds = [retrieval.run_seed(case, retrieval.resolve_params({"seed": s})) for s in (3, 4)]
+    features = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        features.append(REGISTRY.get("linear.favor")(heads=1, d_head=8, **params).feature_map.proj)
+    assert not torch.equal(*features)
+    first = [sample_batch(1, 6, 4, torch.Generator().manual_seed(s + 1)).values for s in seeds]
+    assert not torch.equal(*first)

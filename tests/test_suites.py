@@ -144,7 +144,10 @@ def test_suite_numbers_out_of_range_are_refused_when_parsed_naming_the_key(tmp_p
         ),
         ('[params."linear.*"]\nchunk = [64, 0]', "linear.elu: chunk must be at least 1, not 0"),
         ('[params."linear.*"]\nrule = "deltaa"', "linear.elu: rule must be one of sum, delta, not 'deltaa'"),
-        ('[params."linear.favor"]\nredraw = 1', "linear.favor: redraw must be true or false, not 1"),
+        (
+            '[params."linear.favor"]\nredraw = 1',
+            'linear.favor: redraw must be false, true or "always", not 1',
+        ),
         ('[params."linear.favor"]\nm = "64"', "linear.favor: m must be an integer, not '64'"),
         ('[params."sparse.local"]\nwindow = [0]', "sparse.local: window must be at least 1, not 0"),
     ],

@@ -79,6 +79,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
         metavar="I/N",
         help="run every N-th case starting at the I-th (0-based), e.g. 0/4 … 3/4 in four processes",
     )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="task suites: train every point with seeds 0 … N−1 (replaces the suite's [task] seeds)",
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], help="run every case on this device")
     p.add_argument(
         "--timeout", type=positive_number, help="seconds per case (default: the suite's timeout_s)"
@@ -147,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
     suite = with_repeat(suite, args.repeat)
     if args.corpus is not None:
         suite = with_corpus(suite, args.corpus)
+    if args.seeds is not None:
+        suite = with_seeds(suite, args.seeds)
     if args.profile is not None:
         suite = dataclasses.replace(suite, settings=dataclasses.replace(suite.settings, profile=args.profile))
     show = metric(args.metric or suite.show).column
@@ -161,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"profile: suite {suite.name!r} trains models on a task; profiles are of benchmarks")
     if suite.settings.profile and not any(suite.settings.profiles(c.variant, c.label) for c in cases):
         raise UserError(f"profile {suite.settings.profile!r} selects none of suite {suite.name!r}'s cases")
+    if suite.task is not None:
+        warn_caveats(cases)
     out = args.output or default_results_path(suite.name, resume=args.resume, shard=args.shard)
     if args.dry_run:
         print_plan(suite, cases, out, calibrate=True)
@@ -249,6 +259,28 @@ def with_corpus(suite, path: Path):
     if not path.exists():
         raise UserError(f"--corpus {path}: no such file or directory")
     return dataclasses.replace(suite, task=suite.task.with_param("corpus", str(path.resolve())))
+
+
+def warn_caveats(cases: list) -> None:
+    """Once per variant label that its own class expects to train badly (`training_caveat`)."""
+    from attnbench.registry import REGISTRY
+
+    seen = set()
+    for case in cases:
+        if case.label not in seen:
+            seen.add(case.label)
+            caveat = REGISTRY.get(case.variant).training_caveat(case.param_dict)
+            if caveat:
+                warn(f"{case.label}: {caveat}")
+
+
+def with_seeds(suite, count: int):
+    """The suite with every point of its task trained with seeds 0 … count−1."""
+    if suite.task is None:
+        raise UserError(f"--seeds: suite {suite.name!r} has no [task]: a benchmark is not seeded training")
+    if count < 1:
+        raise UserError(f"--seeds {count}: give the number of seeds, at least 1")
+    return dataclasses.replace(suite, task=suite.task.with_seeds(range(count)))
 
 
 def shard(cases: list, spec: str) -> list:

@@ -186,6 +186,12 @@ def row_keys(df: pd.DataFrame, candidates: list[str]) -> list[str]:
     return ["label"] + [c for c in candidates if c in df and df[c].nunique(dropna=False) > 1]
 
 
+def row_name(keys: list[str], key: tuple) -> str:
+    """A figure's name for one row of `row_keys`: the label, then `name=value` for the rest."""
+    rest = (f"{k.removeprefix('task.')}={v}" for k, v in zip(keys[1:], key[1:], strict=True))
+    return " ".join([str(key[0]), *rest])
+
+
 def generic_task_table(df: pd.DataFrame, *, raw: bool = False) -> pd.DataFrame:
     """One row per case: its label and the task parameters that vary, its status, and every
     scalar metric (what a task without a table of its own shows)."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from attnbench.cases import Case
 from attnbench.errors import UserError
 from attnbench.registry import Variant
+from attnbench.report.spread import Spread, draw_band, seeds_of
 from attnbench.tasks import register_task
 from attnbench.tasks.lm import as_tokens
 from attnbench.tasks.lm_train import cached_corpus, eval_lengths, eval_point, evaluate_at, trained_model
@@ -135,7 +136,9 @@ class Extrapolation(DecoderTask):
     @classmethod
     def table(cls, df: pd.DataFrame, *, raw: bool = False, **options: Any) -> pd.DataFrame:
         """Rows: arm (and training length, mode, device when they vary); columns: perplexity at
-        each evaluation length ("N (k×)"), then the ratio of the longest to the training length."""
+        each evaluation length ("N (k×)"), then the ratio of the longest to the training length
+        (per seed, then summarised). With several seeds a cell is the median (min–max) over
+        seeds, with `[n status]` for seeds that did not run there; raw: the median."""
         import pandas as pd
 
         ev = eval_rows(df)
@@ -145,20 +148,17 @@ class Extrapolation(DecoderTask):
         for key, group in ev.groupby(keys, dropna=False, sort=False):
             key = key if isinstance(key, tuple) else (key,)
             row = dict(zip(keys, key, strict=True))
-            ppl_at = {}
-            for _, e in group.sort_values("length", na_position="first").iterrows():
-                if pd.isna(e.get("length")):
-                    row["status"] = e["status"]
-                    continue
-                column = f"{int(e['length'])} ({e['factor']:g}×)"
-                ok = e["status"] == "ok"
-                if ok:
-                    ppl_at[e["factor"]] = e["ppl"]
-                row[column] = (e["ppl"] if raw else ppl_cell(e["ppl"])) if ok else e["status"]
-            if 1 in ppl_at and len(ppl_at) > 1:
-                longest = max(ppl_at)
-                ratio = ppl_at[longest] / ppl_at[1]
-                row[f"{longest:g}× / 1×"] = ratio if raw else f"{ratio:.2f}"
+            if group["length"].isna().all():  # no seed ran at all: its status
+                row["status"] = group["status"].iloc[0]
+                rows.append(row)
+                continue
+            for length, at in group.dropna(subset=["length"]).groupby("length", sort=True):
+                column = f"{int(length)} ({at['factor'].iloc[0]:g}×)"
+                row[column] = spread_cell(at, "ppl", raw)
+            ratios = seed_ratios(group)
+            if ratios is not None:
+                factor, spread = ratios
+                row[f"{factor:g}× / 1×"] = spread.median if raw else spread.cell(lambda r: f"{r:.2f}")
             rows.append(row)
         table = pd.DataFrame(rows)
         lengths = sorted((c for c in table.columns if c.endswith("×)")), key=lambda c: int(c.split()[0]))
@@ -168,8 +168,8 @@ class Extrapolation(DecoderTask):
     @classmethod
     def figure(cls, df: pd.DataFrame, path: str | Path, **options: Any) -> Path:
         """As the ALiBi paper's Fig. 1: validation perplexity against the evaluation length
-        (log-x), one line per arm (non-overlapping windows solid, sliding dashed), the
-        training length marked."""
+        (log-x), one line per arm (non-overlapping windows solid, sliding dashed): the median
+        over seeds, the range a band; the training length marked."""
         from attnbench.report.figures import pyplot, save, with_devices
 
         plt = pyplot()
@@ -184,28 +184,34 @@ class Extrapolation(DecoderTask):
         for i, (arm, group) in enumerate(arms):
             marker = markers.get(arm.split(".")[0], "D")
             for mode, part in group.groupby("mode", sort=True):
-                part = part.sort_values("length")
-                style = ("-" if mode == "windows" else "--") + marker
+                by_length = list(part.groupby("length", sort=True))
                 label = arm if mode == "windows" else f"{arm}, {mode}"
-                ax.plot(part["length"], part["ppl"], style, color=colors[i % len(colors)], label=label, ms=4)
+                style = "-" if mode == "windows" else "--"
+                spreads = [Spread.of(at["ppl"]) for _, at in by_length]
+                color = colors[i % len(colors)]
+                draw_band(ax, [n for n, _ in by_length], spreads, color, label, ls=style, marker=marker, ms=4)
         for length in sorted(ok["train_len"].dropna().unique()):
             ax.axvline(length, color="grey", ls=":", lw=1.2, label=f"training length {int(length)}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(with_devices("evaluation length, bytes", df))
-        ax.set_ylabel("validation perplexity (per byte)")
+        several = ok["seed"].nunique() > 1
+        ax.set_ylabel(
+            "validation perplexity (per byte)" + (", median and range over seeds" if several else "")
+        )
         ax.set_title("length extrapolation: perplexity vs evaluation length")
         return save(fig, ax, path)
 
     @classmethod
     def quality_of(cls, df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-        """Perplexity at 1× and at the longest length (non-overlapping windows), by arm."""
+        """Perplexity at 1× and at the longest length (non-overlapping windows; the median over
+        seeds), by arm."""
         ev = eval_rows(df)
         ev = ev[(ev["status"] == "ok") & (ev["mode"] == "windows")] if "mode" in ev else ev.iloc[0:0]
         variant_of = dict(zip(df["label"], df["variant"], strict=False))
         out: dict[str, dict[str, Any]] = {}
         for arm, group in ev.groupby("arm"):
-            by_factor = dict(zip(group["factor"], group["ppl"], strict=True))
+            by_factor = group.groupby("factor")["ppl"].median().to_dict()
             longest = max(by_factor)
             out[arm] = {
                 "variant": variant_of.get(arm, arm.split("[")[0]),
@@ -230,12 +236,13 @@ def eval_rows(df: pd.DataFrame) -> pd.DataFrame:
 
     base = lambda r: {
         "arm": arm_of(r),
+        "seed": int(r["seed"]),
         "case_id": r["case_id"],
         "train_len": r.get("task.seq_len"),
         "device": r.get("device"),
         "dtype": r.get("dtype"),
     }
-    rows = explode(df, "evals", base).drop(columns=["bucket_loss"], errors="ignore")
+    rows = explode(df.assign(seed=seeds_of(df)), "evals", base).drop(columns=["bucket_loss"], errors="ignore")
     if "mode" in rows:
         sliding = rows["mode"] == "sliding"
         rows.loc[sliding, "mode"] = (
@@ -246,3 +253,32 @@ def eval_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def ppl_cell(ppl: float) -> str:
     return f"{ppl:.2f}" if ppl < 1000 else f"{ppl:.3g}"
+
+
+def spread_cell(at: pd.DataFrame, column: str, raw: bool) -> Any:
+    """One length of one arm over its seeds: the median (min–max) of the ok ones and how many
+    seeds ended otherwise, or the status when none is ok (raw: the median, or the status)."""
+    ok = at[at["status"] == "ok"]
+    if ok.empty:
+        return at["status"].iloc[0]
+    spread = Spread.of(ok.sort_values("seed")[column])
+    if raw:
+        return spread.median
+    others = at[at["status"] != "ok"]["status"]
+    missing = "".join(f" [{n} {status}]" for status, n in others.value_counts().items())
+    return spread.cell(ppl_cell) + missing
+
+
+def seed_ratios(group: pd.DataFrame) -> tuple[float, Spread] | None:
+    """The longest evaluated factor and, over the seeds that have it and 1×, the ratio of the
+    perplexity there to the perplexity at 1× (windows mode rows of one arm)."""
+    ok = group[group["status"] == "ok"].dropna(subset=["factor"])
+    if ok.empty or ok["factor"].max() <= 1:
+        return None
+    longest = ok["factor"].max()
+    ratios = []
+    for _, runs in ok.groupby("seed", sort=True):
+        by_factor = dict(zip(runs["factor"], runs["ppl"], strict=True))
+        if 1 in by_factor and longest in by_factor:
+            ratios.append(by_factor[longest] / by_factor[1])
+    return (longest, Spread.of(ratios)) if ratios else None

@@ -3,6 +3,8 @@
 Pre-norm blocks (attention, then an MLP, each added to the residual stream), tied token
 embeddings, and an optional absolute positional scheme added to the token embeddings
 (sinusoidal, or a learned table of `max_len` positions, past which the model is `Unsupported`).
+For MQAR as Zoology's Figure 2 ran it, a block can drop its MLP (`mlp_ratio = 0`) and put a
+short causal convolution before the attention (`short_conv` taps; see `ShortConv`).
 Schemes that act inside attention (RoPE, score biases) belong to the variant. Plain PyTorch,
 in the spirit of nanoGPT.
 """
@@ -57,24 +59,47 @@ def attention_builder(
     return build
 
 
-class SelfAttention(nn.Module):
-    """Projections to q, k, v and back around one variant (B, N, d_model) -> (B, N, d_model)."""
+class ShortConv(nn.Module):
+    """A causal depthwise convolution of `taps` positions, added to its input: each channel
+    mixes the current token with the `taps − 1` before it. Zoology's BaseConv and Based, H3's
+    shift SSM and Mamba put one before the sequence mixer: it hands a key to the token after
+    it, so a fixed-state mixer can write key→value pairs without first learning a
+    previous-token head (on CPU MQAR, without it no linear-attention model learned even
+    L = 64, D = 4 in 3000 steps)."""
 
-    def __init__(self, attention: Variant, d_model: int) -> None:
+    def __init__(self, d_model: int, taps: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(d_model, d_model, taps, groups=d_model, padding=taps - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, d_model) -> (B, N, d_model); position t sees t − taps + 1 … t."""
+        return x + self.conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    """Projections to q, k, v and back around one variant (B, N, d_model) -> (B, N, d_model),
+    with an optional `ShortConv` of `short_conv` taps before them (0: none)."""
+
+    def __init__(self, attention: Variant, d_model: int, short_conv: int = 0) -> None:
         super().__init__()
         self.attention = attention
         self.heads = attention.heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.out = nn.Linear(d_model, d_model, bias=False)
+        self.conv = ShortConv(d_model, short_conv) if short_conv else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, width = x.shape
+        if self.conv is not None:
+            x = self.conv(x)
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         y = self.attention(q, k, v, causal=True)
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
 
     def step(self, state, x: torch.Tensor):
         """One token per sequence, (B, d_model), through the variant's decoding form."""
+        if self.conv is not None:
+            raise Unsupported("decoding with a short convolution needs its last inputs as state: not written")
         batch, width = x.shape
         q, k, v = self.qkv(x).view(batch, 3, self.heads, width // self.heads).unbind(1)
         y, state = self.attention.step(state, q, k, v)
@@ -82,28 +107,33 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, attention: Variant, d_model: int, mlp_ratio: int = 4) -> None:
+    """Pre-norm attention, then (`mlp_ratio` > 0) a pre-norm MLP of that many times the width."""
+
+    def __init__(self, attention: Variant, d_model: int, mlp_ratio: int = 4, short_conv: int = 0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
-        self.mix = SelfAttention(attention, d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(
-            nn.Linear(d_model, mlp_ratio * d_model), nn.GELU(), nn.Linear(mlp_ratio * d_model, d_model)
-        )
+        self.mix = SelfAttention(attention, d_model, short_conv)
+        self.mlp = None
+        if mlp_ratio:
+            self.norm2 = nn.LayerNorm(d_model)
+            hidden = mlp_ratio * d_model
+            self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model))
+
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.mlp is None else x + self.mlp(self.norm2(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.mix(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        return self.feed_forward(x + self.mix(self.norm1(x)))
 
     def step(self, state, x: torch.Tensor):
         y, state = self.mix.step(state, self.norm1(x))
-        x = x + y
-        return x + self.mlp(self.norm2(x)), state
+        return self.feed_forward(x + y), state
 
 
 class DecoderLM(nn.Module):
     """`make_attention()` builds each layer's variant (heads and d_head already chosen);
-    `position` is the input scheme (INPUT_SCHEMES), `max_len` the learned table's length."""
+    `position` is the input scheme (INPUT_SCHEMES), `max_len` the learned table's length;
+    `mlp_ratio` and `short_conv` shape each block (`Block`, `ShortConv`)."""
 
     def __init__(
         self,
@@ -115,6 +145,8 @@ class DecoderLM(nn.Module):
         position: str = "none",
         max_len: int | None = None,
         scale_embeddings: bool = False,
+        mlp_ratio: int = 4,
+        short_conv: int = 0,
     ) -> None:
         super().__init__()
         if position not in INPUT_SCHEMES:
@@ -127,7 +159,9 @@ class DecoderLM(nn.Module):
         self.embed_scale = d_model**0.5 if scale_embeddings else 1.0
         self.embed = nn.Embedding(vocab, d_model)
         self.positions = nn.Embedding(max_len, d_model) if position == "learned" else None
-        self.blocks = nn.ModuleList(Block(make_attention(), d_model) for _ in range(layers))
+        self.blocks = nn.ModuleList(
+            Block(make_attention(), d_model, mlp_ratio, short_conv) for _ in range(layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         if self.positions is not None:

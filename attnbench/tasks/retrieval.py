@@ -1,10 +1,9 @@
 """Associative retrieval (Schlag, Irie and Schmidhuber 2021, section 6.1) as a task.
 
 Vocabulary: S keys and S values. **Setting 1 (capacity)**: S key→value pairs, every key once
-(a permutation), values drawn with replacement; one query key; the target is its value.
-**Setting 2 (editing)**: 2S pairs, keys and values drawn with replacement, so keys repeat with
-new values; the target is the value of the query key's *last* occurrence. (The paper's code
-trains setting 2 on 2S pairs and evaluates on S; here both training and evaluation use 2S.)
+(a permutation); one query key; the target is its value. **Setting 2 (editing)**: 2S pairs,
+keys and values drawn with replacement, so keys repeat with new values; the target is the
+value of the query key's *last* occurrence.
 
 Model: one attention layer (any registered causal variant), no output projection. Values are
 fixed one-hot vectors of size S; the attention key at each position is a learned projection of
@@ -13,11 +12,37 @@ both of size d_key before φ; for the delta rule, β = σ(learned projection of 
 The query rides on the last position: a causal layer writes every pair, then reads, so the
 last output is the memory's answer. Loss: 0.5·‖y − onehot(target)‖² summed, batch-averaged;
 accuracy: the nearest value vector (for one-hot values, the arg-max of y) is the target.
+
+**Protocol parameters.** Each choice where the paper's code (github.com/ischlag/
+fast-weight-transformers, `synthetic/`) differs from this task's defaults is a parameter; the
+defaults are what results written before them ran, `suites/retrieval-paper.toml` sets the
+paper's values:
+
+| parameter | default | the paper's code |
+| --- | --- | --- |
+| `values_replace` | true: setting-1 values drawn with replacement | false: a permutation (`replace=False`) |
+| `d_embed` | 0: the key embedding has d_key | `"2.2S"`: int(1.1·(S keys + S values)) |
+| `bias` | false | true: biases on the key and query projections |
+| `init` | `"torch"` | `"paper"`: W_k, W_q uniform ±1/√d_key (softmax: Xavier) |
+| `report` | `"best"` evaluation loss | `"last"` (its figures read the last logged loss) |
+| `patience` | 10 evaluations | 11 (`strike > 10`) |
+| `max_queries` | 0: every key of each evaluation sequence | 200 (the smallest key ids) |
+| `eval_pairs` | `"train"`: setting 2 evaluated on 2S pairs | `"S"`: on S pairs |
+| `query_by` | `"key"`: a query uniform over the keys held | `"position"`: the key at a uniform position |
+
+(`query_by` matters in setting 2 only: drawn by position, a key that occurs twice is asked
+twice as often.)
+
+Values without replacement need as many values as pairs: a setting-1 sequence holds S values
+out of S (a permutation); setting 2's 2S pairs cannot, and `values_replace = false` there is
+a suite error. The normalisation of each arm (the paper: the sum rule with attention
+normalisation, the delta rule with sum normalisation) and FAVOR+'s redraw at evaluation
+(`redraw = "always"`) are the variant's parameters.
 """
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,10 +64,31 @@ from attnbench.tasks.retrieval_data import (
     sample_eval,
     sequence_length,
 )
+from attnbench.tasks.retrieval_table import (  # capacity, capacity_text: also imported from here
+    capacity,  # noqa: F401
+    capacity_table,
+    capacity_text,  # noqa: F401
+    plot_capacity,
+)
 from attnbench.tasks.training import TRAINING, attention_metrics, train_to_stop
 
 if TYPE_CHECKING:
     import pandas as pd
+
+CHOICES = {
+    "init": ("torch", "paper"),
+    "report": ("best", "last"),
+    "eval_pairs": ("train", "S"),
+    "query_by": ("key", "position"),
+}
+PER_S = re.compile(r"^(\d+(?:\.\d+)?)S$")  # d_embed = "2.2S": a multiple of S
+
+
+def embedding_size(d_embed: int | str, n_keys: int, d_key: int) -> int:
+    """The key embedding's size: d_key (0), a number, or a multiple of S ("2.2S")."""
+    if isinstance(d_embed, str):
+        return int(float(PER_S.match(d_embed)[1]) * n_keys)
+    return d_embed or d_key
 
 
 @register_task("retrieval")
@@ -55,13 +101,31 @@ class Retrieval(Task):
         "d_key": 64,
         "batch": 32,
         "eval_sequences": 20,
+        "values_replace": True,
+        "d_embed": 0,
+        "bias": False,
+        "init": "torch",
+        "report": "best",
+        "max_queries": 0,
+        "eval_pairs": "train",
+        "query_by": "key",
         **TRAINING.defaults,
     }
     counts: ClassVar[tuple[str, ...]] = ("S", "d_key", "eval_sequences", *TRAINING.counts)
-    unseeded: ClassVar[tuple[str, ...]] = (*TRAINING.unseeded, "eval_sequences")
-    title: ClassVar[str] = "best evaluation loss by S (0.5·squared error), and capacity"
+    # what is evaluated and which loss is reported, like when to stop, is not what is trained
+    unseeded: ClassVar[tuple[str, ...]] = (
+        *TRAINING.unseeded,
+        "eval_sequences",
+        "report",
+        "max_queries",
+        "eval_pairs",
+    )
+    title: ClassVar[str] = (
+        "evaluation loss by S (0.5·squared error; best or last, as `report` says), "
+        "median over seeds, and capacity"
+    )
     options: ClassVar[Mapping[str, Option]] = {
-        "threshold": Option(float, 0.01, "retrieval: the best loss under which S counts as retrieved")
+        "threshold": Option(float, 0.01, "retrieval: the loss under which S counts as retrieved")
     }
     quality: ClassVar[Mapping[str, bool]] = {"capacity": True}
 
@@ -74,6 +138,32 @@ class Retrieval(Task):
             )
         if p["S"] < 2:
             raise UserError("task retrieval: S must be at least 2")
+        for key, allowed in CHOICES.items():
+            if p[key] not in allowed:
+                raise UserError(f"task retrieval: {key} must be one of {', '.join(allowed)}, not {p[key]!r}")
+        for key in ("values_replace", "bias"):
+            if not isinstance(p[key], bool):
+                raise UserError(f"task retrieval: {key} must be true or false, not {p[key]!r}")
+        if not p["values_replace"] and p["setting"] != 1:
+            raise UserError(
+                "task retrieval: values_replace = false needs setting 1 (S values for S pairs); "
+                "setting 2's 2S pairs draw their values with replacement"
+            )
+        d_embed = p["d_embed"]
+        number = isinstance(d_embed, int) and not isinstance(d_embed, bool) and d_embed >= 0
+        if not (number or (isinstance(d_embed, str) and PER_S.match(d_embed))):
+            raise UserError(
+                f"task retrieval: d_embed must be a size (0: d_key) or a multiple of S such as "
+                f'"2.2S", not {d_embed!r}'
+            )
+        if (
+            not isinstance(p["max_queries"], int)
+            or isinstance(p["max_queries"], bool)
+            or p["max_queries"] < 0
+        ):
+            raise UserError(
+                f"task retrieval: max_queries must be 0 (all) or a count, not {p['max_queries']!r}"
+            )
         return p
 
     @classmethod
@@ -89,16 +179,35 @@ class Retrieval(Task):
         torch.manual_seed(seed)
         layer = variant(heads=1, d_head=p["d_key"], **case.param_dict)
         layer.check(case)
-        model = RetrievalModel(layer, n_keys, p["d_key"]).to(case.device, torch_dtype(case.dtype))
+        d_embed = embedding_size(p["d_embed"], n_keys, p["d_key"])
+        model = RetrievalModel(layer, n_keys, p["d_key"], d_embed=d_embed, bias=p["bias"], init=p["init"])
+        model = model.to(case.device, torch_dtype(case.dtype))
         train_gen = torch.Generator().manual_seed(seed + 1)
         eval_gen = torch.Generator().manual_seed(seed + 2)
+        eval_length = n_keys if p["eval_pairs"] == "S" else None
 
         def step_loss() -> torch.Tensor:
-            batch = sample_batch(setting, n_keys, p["batch"], train_gen).to(case.device)
+            batch = sample_batch(
+                setting,
+                n_keys,
+                p["batch"],
+                train_gen,
+                values_replace=p["values_replace"],
+                query_by=p["query_by"],
+            )
+            batch = batch.to(case.device)
             return retrieval_loss(model(batch), batch.target)
 
         def evaluate() -> tuple[float, float]:
-            data = sample_eval(setting, n_keys, p["eval_sequences"], eval_gen).to(case.device)
+            data = sample_eval(
+                setting,
+                n_keys,
+                p["eval_sequences"],
+                eval_gen,
+                length=eval_length,
+                values_replace=p["values_replace"],
+                max_queries=p["max_queries"],
+            ).to(case.device)
             rows = data.query.shape[0]
             chunk = max(1, EVAL_TOKENS // data.keys.shape[1])
             loss_sum, correct = 0.0, 0
@@ -110,11 +219,14 @@ class Retrieval(Task):
             return loss_sum / rows, correct / rows
 
         result = train_to_stop(model, step_loss, evaluate, p)
+        metrics = result.metrics()
         return {
             "setting": setting,
             "S": n_keys,
             "d_key": p["d_key"],
-            **result.metrics(),
+            "d_embed": d_embed,
+            **metrics,
+            "loss": metrics["best_loss" if p["report"] == "best" else "last_loss"],
             **attention_metrics(layer),
         }
 
@@ -124,117 +236,26 @@ class Retrieval(Task):
 
     @classmethod
     def figure(cls, df: pd.DataFrame, path: str | Path, **options: Any) -> Path:
-        return plot_capacity(df, path, threshold=cls.option(options, "threshold"))
+        return plot_capacity(df, path, threshold=cls.option(options, "threshold"), loss=cls.loss_name(df))
+
+    @classmethod
+    def loss_name(cls, df: pd.DataFrame) -> str:
+        """Which evaluation loss the runs report: best, last, or (mixed) either."""
+        default = cls.params["report"]
+        kinds = set(df["task.report"].fillna(default)) if "task.report" in df else {default}
+        return f"{kinds.pop()} evaluation loss" if len(kinds) == 1 else "evaluation loss (best or last)"
 
     @classmethod
     def quality_of(cls, df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-        """Capacity in setting 1 at the default threshold, by label."""
-        out: dict[str, dict[str, Any]] = {}
+        """Capacity in setting 1 at the default threshold (the median over seeds), by label."""
+        threshold = cls.options["threshold"].default
         setting1 = df[df["task.setting"] == 1] if "task.setting" in df else df
+        out: dict[str, dict[str, Any]] = {}
         for label, group in setting1.groupby("label"):
-            ok = group[group["status"] == "ok"]
-            losses = {int(r["task.S"]): float(r["best_loss"]) for _, r in ok.iterrows()}
-            if losses:
-                threshold = cls.options["threshold"].default
-                out[label] = {"variant": group["variant"].iloc[0], "capacity": capacity(losses, threshold)}
+            if (group["status"] == "ok").any():
+                cap = capacity_table(group, threshold, raw=True)[f"capacity (loss<{threshold:g})"].iloc[0]
+                out[label] = {
+                    "variant": group["variant"].iloc[0],
+                    "capacity": None if cap is None else int(cap),
+                }
         return out
-
-
-def capacity(losses: dict[int, float], threshold: float) -> int | None:
-    """The largest S up to which the best loss stays under `threshold`: every swept S up to
-    it is retrieved (a case that did not run is not). None if the smallest S already fails.
-    A success past a failure (training noise near the limit) does not extend it."""
-    held = None
-    for s in sorted(losses):
-        if not losses[s] < threshold:  # NaN compares False
-            break
-        held = s
-    return held
-
-
-def capacity_text(cap: int | None, losses: dict[int, float]) -> str:
-    """`60`; `≥ 96` when the variant held every S swept (its limit lies beyond the sweep);
-    `< 8` when it failed the smallest."""
-    if cap is None:
-        return f"< {min(losses)}"
-    return f"≥ {cap}" if cap == max(losses) else str(cap)
-
-
-def crossing(losses: dict[int, float], threshold: float) -> float | None:
-    """Where the loss curve first crosses `threshold`: log-loss interpolated linearly in S
-    between the capacity and the next swept S, so two variants that hold the same grid point
-    still order by how close they came. None without a crossing."""
-    cap = capacity(losses, threshold)
-    later = sorted(s for s in losses if cap is not None and s > cap and not math.isnan(losses[s]))
-    if cap is None or not later:
-        return None
-    s0, s1 = cap, later[0]
-    y0, y1, y = math.log(losses[s0]), math.log(losses[s1]), math.log(threshold)
-    return s0 + (s1 - s0) * (y - y0) / (y1 - y0)
-
-
-def capacity_table(df: pd.DataFrame, threshold: float, *, raw: bool = False) -> pd.DataFrame:
-    """Rows: variant (and setting, d_key, device when they vary); columns: d_dot, capacity,
-    the interpolated crossing, then S=… holding the best evaluation loss (or the status when
-    the case did not run)."""
-    import pandas as pd
-
-    from attnbench.report.table import d_dot_of, row_keys
-
-    keys = row_keys(df, ["task.setting", "task.d_key", "device", "dtype"])
-    rows = []
-    for key, group in df.groupby(keys, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(keys, key, strict=True))
-        row["d_dot"] = d_dot_of(group)
-        if row["d_dot"] is None and not raw:  # no fixed-size memory (a softmax KV cache), or never ran
-            row["d_dot"] = "unbounded" if (group["status"] == "ok").any() else "—"
-        losses = {}
-        for _, r in group.sort_values("task.S").iterrows():
-            s = int(r["task.S"])
-            ok = r["status"] == "ok" and not pd.isna(r.get("best_loss"))
-            losses[s] = float(r["best_loss"]) if ok else math.nan
-            row[f"S={s}"] = (r["best_loss"] if raw else f"{r['best_loss']:.3g}") if ok else r["status"]
-        cap = capacity(losses, threshold)
-        row[f"capacity (loss<{threshold:g})"] = cap if raw else capacity_text(cap, losses)
-        cross = crossing(losses, threshold)
-        row["crossing S"] = cross if raw else ("" if cross is None else f"{cross:.1f}")
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    s_cols = sorted((c for c in table.columns if c.startswith("S=")), key=lambda c: int(c[2:]))
-    fixed = [c for c in table.columns if not c.startswith("S=")]
-    return table[fixed + s_cols].fillna("").rename(columns=lambda c: c.removeprefix("task."))
-
-
-def plot_capacity(df: pd.DataFrame, path: str | Path, *, threshold: float, title: str | None = None) -> Path:
-    """Retrieval results as the fast-weight paper's Fig. 2: best evaluation loss against the
-    number of stored pairs S, one line per variant (d_dot in the legend), the capacity
-    threshold dashed."""
-    from attnbench.report.figures import outside_legend, pyplot, save, with_devices
-    from attnbench.report.table import d_dot_of
-
-    plt = pyplot()
-    ok = df[(df["status"] == "ok") & df["best_loss"].notna()] if "best_loss" in df else df.iloc[0:0]
-    if ok.empty:
-        raise UserError("no ok retrieval results to plot")
-    settings = sorted(ok["task.setting"].dropna().unique()) if "task.setting" in ok else []
-    panels = [(s, ok[ok["task.setting"] == s]) for s in settings] if len(settings) > 1 else [(None, ok)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5), squeeze=False)
-    colors = plt.get_cmap("tab10").colors
-    labels = sorted(ok["label"].unique())  # one colour per variant across the panels
-    for ax, (setting, part) in zip(axes[0], panels, strict=True):
-        for label, group in part.groupby("label", sort=True):
-            group = group.sort_values("task.S")
-            d_dot = d_dot_of(group)
-            suffix = f"  (d_dot {d_dot})" if d_dot is not None else ""
-            color = colors[labels.index(label) % 10]
-            ax.plot(group["task.S"], group["best_loss"], "-o", color=color, label=label + suffix, ms=4)
-        ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"capacity threshold {threshold:g}")
-        ax.set_yscale("log")
-        ax.set_xlabel(with_devices("stored pairs S", ok))
-        ax.set_ylabel("best evaluation loss (0.5·squared error)")
-        name = title or "associative retrieval: loss vs number of stored pairs"
-        ax.set_title(name if setting is None else f"{name}, setting {int(setting)}")
-        ax.grid(True, which="both", alpha=0.3)
-        outside_legend(ax)
-    return save(fig, axes[0][-1], path, legend=False)

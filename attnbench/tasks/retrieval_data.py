@@ -45,45 +45,111 @@ def last_values(keys: torch.Tensor, values: torch.Tensor, n_keys: int) -> torch.
 
 
 def sample_pairs(
-    setting: int, n_keys: int, batch: int, gen: torch.Generator
+    setting: int,
+    n_keys: int,
+    batch: int,
+    gen: torch.Generator,
+    *,
+    length: int | None = None,
+    values_replace: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    length = sequence_length(setting, n_keys)
+    """(B, L) keys and values, L = `length` (default: the setting's). Setting 1: each key once
+    (L = S); setting 2: keys with replacement. Values with replacement, or (`values_replace`
+    False) distinct within a sequence, which needs L ≤ S: a permutation when L = S."""
+    length = length or sequence_length(setting, n_keys)
     if setting == 1:
-        keys = torch.rand(batch, n_keys, generator=gen).argsort(-1)  # each key exactly once
+        keys = torch.rand(batch, n_keys, generator=gen).argsort(-1)[:, :length]  # each key at most once
     else:
         keys = torch.randint(n_keys, (batch, length), generator=gen)
-    values = torch.randint(n_keys, (batch, length), generator=gen)
+    if values_replace:
+        values = torch.randint(n_keys, (batch, length), generator=gen)
+    elif length <= n_keys:
+        values = torch.rand(batch, n_keys, generator=gen).argsort(-1)[:, :length]
+    else:
+        raise ValueError(f"{length} values cannot be distinct among {n_keys}")
     return keys, values
 
 
-def sample_batch(setting: int, n_keys: int, batch: int, gen: torch.Generator) -> Batch:
-    """`batch` sequences, each with one query drawn uniformly from the keys it holds."""
-    keys, values = sample_pairs(setting, n_keys, batch, gen)
+def key_counts(keys: torch.Tensor, n_keys: int) -> torch.Tensor:
+    """(B, S): how often each key occurs in each sequence."""
+    return torch.zeros(keys.shape[0], n_keys).scatter_add_(1, keys, torch.ones(keys.shape))
+
+
+def sample_batch(
+    setting: int,
+    n_keys: int,
+    batch: int,
+    gen: torch.Generator,
+    *,
+    values_replace: bool = True,
+    query_by: str = "key",
+) -> Batch:
+    """`batch` sequences, each with one query: a key drawn uniformly from those it holds
+    (`query_by` "key"), or the key at a uniformly drawn position (`"position"`, the paper's
+    code: a key that occurs twice is asked twice as often). The same in setting 1."""
+    keys, values = sample_pairs(setting, n_keys, batch, gen, values_replace=values_replace)
     answers = last_values(keys, values, n_keys)
-    query = torch.multinomial((answers >= 0).float(), 1, generator=gen).squeeze(1)
+    weights = (answers >= 0).float() if query_by == "key" else key_counts(keys, n_keys)
+    query = torch.multinomial(weights, 1, generator=gen).squeeze(1)
     return Batch(keys, values, query, answers.gather(1, query[:, None]).squeeze(1))
 
 
-def sample_eval(setting: int, n_keys: int, sequences: int, gen: torch.Generator) -> Batch:
-    """`sequences` fresh sequences, each queried on every key it holds (one row per query)."""
-    keys, values = sample_pairs(setting, n_keys, sequences, gen)
+def sample_eval(
+    setting: int,
+    n_keys: int,
+    sequences: int,
+    gen: torch.Generator,
+    *,
+    length: int | None = None,
+    values_replace: bool = True,
+    max_queries: int = 0,
+) -> Batch:
+    """`sequences` fresh sequences, each queried on every key it holds (one row per query),
+    or (`max_queries` > 0) on the first `max_queries` of them in key order, as the paper's
+    code does (its get_all_queries: at most 200, the smallest key ids)."""
+    keys, values = sample_pairs(setting, n_keys, sequences, gen, length=length, values_replace=values_replace)
     answers = last_values(keys, values, n_keys)
+    if max_queries:
+        answers = torch.where((answers >= 0).cumsum(1) <= max_queries, answers, -1)
     seq, query = (answers >= 0).nonzero(as_tuple=True)
     return Batch(keys[seq], values[seq], query, answers[seq, query])
 
 
 class RetrievalModel(nn.Module):
-    """Embeddings and projections around one attention layer (heads = 1, d_head = d_key)."""
+    """Embeddings and projections around one attention layer (heads = 1, d_head = d_key).
 
-    def __init__(self, attention: Variant, n_keys: int, d_key: int) -> None:
+    `d_embed`: the key embedding's size (default d_key; the paper's code: int(2.2·S));
+    `bias`: biases on the key and query projections (the paper's code has them);
+    `init`: "torch" (PyTorch's defaults) or "paper" (the paper's code: W_k and W_q uniform in
+    ±1/√d_key for linear attention, Xavier-uniform for softmax; biases keep the default)."""
+
+    def __init__(
+        self,
+        attention: Variant,
+        n_keys: int,
+        d_key: int,
+        *,
+        d_embed: int | None = None,
+        bias: bool = False,
+        init: str = "torch",
+    ) -> None:
         super().__init__()
+        d_embed = d_embed or d_key
         self.n_keys = n_keys
         self.attention = attention
-        self.key_embedding = nn.Embedding(n_keys, d_key)
-        self.to_key = nn.Linear(d_key + n_keys, d_key, bias=False)
-        self.to_query = nn.Linear(d_key, d_key, bias=False)
+        self.key_embedding = nn.Embedding(n_keys, d_embed)
+        self.to_key = nn.Linear(d_embed + n_keys, d_key, bias=bias)
+        self.to_query = nn.Linear(d_embed, d_key, bias=bias)
         self.delta = getattr(attention, "rule", None) == "delta"
-        self.to_beta = nn.Linear(d_key + n_keys, 1) if self.delta else None
+        self.to_beta = nn.Linear(d_embed + n_keys, 1) if self.delta else None
+        if init == "paper":
+            for w in (self.to_key.weight, self.to_query.weight):
+                if attention.family == "softmax":
+                    nn.init.xavier_uniform_(w)
+                else:
+                    nn.init.uniform_(w, -(d_key**-0.5), d_key**-0.5)
+        elif init != "torch":
+            raise ValueError(f"init must be 'torch' or 'paper', not {init!r}")
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """(B, S): the layer's output at the last position, read with the query key."""

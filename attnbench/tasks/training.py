@@ -1,8 +1,10 @@
 """The training loop every task shares: Adam, periodic evaluation, early stopping.
 
-A run stops when the evaluation loss reaches `stop_loss`, when it has not improved for
-`patience` evaluations, or at `max_steps`; the number reported is the best evaluation loss
-(with the accuracy of that evaluation), as in Schlag et al. 2021's retrieval experiments.
+A run stops when the evaluation loss reaches `stop_loss`, when an evaluation's accuracy
+reaches `stop_accuracy` (where a task has it: Zoology's rule), when the loss has not improved
+for `patience` evaluations, or at `max_steps`. It records the best evaluation loss (with the
+accuracy of that evaluation), the last one, and the best accuracy of any evaluation: a task
+says which it reports.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class TrainConfig:
     warmup: int = 0  # steps of linear learning-rate warm-up
     cosine: bool = False  # then decay the learning rate to 10 % along a cosine to max_steps
     clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
+    stop_accuracy: float = 0.0  # an evaluation accuracy at or above this ends the run (0: never)
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> TrainConfig:
@@ -81,6 +84,7 @@ class TrainConfig:
             warmup=int(p.get("warmup", 0)),
             cosine=bool(p.get("cosine", False)),
             clip=float(p.get("clip", 0.0)),
+            stop_accuracy=float(p.get("stop_accuracy", 0.0)),
         )
 
     def lr_factor(self, step: int) -> float:
@@ -99,7 +103,8 @@ class TrainResult:
     best_loss: float = math.inf
     best_accuracy: float = 0.0
     best_step: int = 0
-    stopped_by: str = ""  # stop_loss | patience | max_steps | diverged
+    max_accuracy: float = 0.0  # the best accuracy of any evaluation
+    stopped_by: str = ""  # stop_loss | stop_accuracy | patience | max_steps | diverged
     train_time_s: float = 0.0
     curve: list[dict[str, float]] = field(default_factory=list)
 
@@ -109,6 +114,9 @@ class TrainResult:
             "best_loss": self.best_loss,
             "accuracy": self.best_accuracy,
             "best_step": self.best_step,
+            "last_loss": self.curve[-1]["eval_loss"] if self.curve else math.nan,
+            "last_accuracy": self.curve[-1]["accuracy"] if self.curve else math.nan,
+            "max_accuracy": self.max_accuracy,
             "stopped_by": self.stopped_by,
             "train_time_s": round(self.train_time_s, 3),
             "loss_curve": self.curve,
@@ -153,6 +161,7 @@ def train(
         if not math.isfinite(eval_loss):
             result.stopped_by = "diverged"
             break
+        result.max_accuracy = max(result.max_accuracy, accuracy)
         if eval_loss < result.best_loss:
             result.best_loss, result.best_accuracy, result.best_step = eval_loss, accuracy, step
             since_best = 0
@@ -160,6 +169,9 @@ def train(
             since_best += 1
         if eval_loss <= config.stop_loss:
             result.stopped_by = "stop_loss"
+            break
+        if config.stop_accuracy and accuracy >= config.stop_accuracy:
+            result.stopped_by = "stop_accuracy"
             break
         if since_best >= config.patience:
             result.stopped_by = "patience"

@@ -78,20 +78,42 @@ class DPFP(FeatureMap):
         return torch.cat([r * r.roll(j, dims=-1) for j in range(1, self.nu + 1)], dim=-1)
 
 
+REDRAWS = (False, True, "always")  # Favor's `redraw`: never, every training forward, every forward
+KERNELS = ("softmax", "exp")  # the kernel Favor estimates: exp(q·k/√d), or exp(q·k)
+
+
 class Favor(FeatureMap):
-    """FAVOR+ positive random features for the softmax kernel exp(q·k/√d) (Choromanski et
-    al. 2021), in the ± ("hyperbolic") form the fast-weight paper uses:
-    φ(x) = exp(−‖x‖²/2) / √(2m) · [exp(Wx), exp(−Wx)], x scaled by d^(−1/4), so d_dot = 2m.
+    """FAVOR+ positive random features (Choromanski et al. 2021), in the ± ("hyperbolic") form
+    the fast-weight paper uses: φ(x) = exp(−‖x‖²/2) / √(2m) · [exp(Wx), exp(−Wx)], so
+    d_dot = 2m. With `kernel` "softmax" x is first scaled by d^(−1/4), so φ(q)·φ(k) estimates
+    softmax attention's exp(q·k/√d); with "exp" it is not, and estimates exp(q·k), as the
+    fast-weight paper's code does (its `prime` has no scaling; with learned projections the
+    two differ only in the scale the projections start from).
 
     W's m rows are drawn in blocks of d orthogonal Gaussian directions with χ_d-distributed
-    norms. `redraw` draws a fresh W on every training-mode forward of the layer (the paper's
-    setting; `resample`), shared by its queries and keys; by default W is fixed, so a benchmark
-    measures one function.
+    norms. `redraw`: False (default) keeps W fixed, so a benchmark measures one function;
+    True draws a fresh W on every training-mode forward of the layer (`resample`), shared by
+    its queries and keys; "always" on every forward, evaluation included, as the paper's code
+    (which draws Ω inside forward). `seed` seeds W's generator; None draws it from torch's
+    global generator, so a seeded training run has features of its own and gets them again.
     """
 
-    def __init__(self, d_head: int, m: int, redraw: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        d_head: int,
+        m: int,
+        redraw: bool | str = False,
+        seed: int | None = None,
+        kernel: str = "softmax",
+    ) -> None:
         super().__init__(d_head)
-        self.m, self.redraw = m, redraw
+        if redraw not in REDRAWS or kernel not in KERNELS:
+            raise ValueError(
+                f"Favor: redraw in {REDRAWS} and kernel in {KERNELS}, not {redraw!r}, {kernel!r}"
+            )
+        self.m, self.redraw, self.kernel = m, redraw, kernel
+        if seed is None:
+            seed = int(torch.randint(2**62, (1,)))
         self._gen = torch.Generator().manual_seed(seed)
         self.register_buffer("proj", self.draw(), persistent=True)
 
@@ -109,11 +131,12 @@ class Favor(FeatureMap):
         return (w * norms[:, None]).float()
 
     def resample(self) -> None:
-        if self.redraw and self.training:
+        if self.redraw == "always" or (self.redraw and self.training):
             self.proj = self.draw().to(self.proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.d_head**-0.25
+        if self.kernel == "softmax":
+            x = x * self.d_head**-0.25
         wx = x @ self.proj.to(x.dtype).T
         base = -0.5 * (x * x).sum(-1, keepdim=True) - 0.5 * math.log(2 * self.m)
         return torch.cat([torch.exp(wx + base), torch.exp(base - wx)], dim=-1)

@@ -60,6 +60,22 @@ class LinearAttention(Variant):
         return 0
 
     # --- metadata ------------------------------------------------------------------------------
+    @classmethod
+    def training_caveat(cls, params: Mapping[str, Any]) -> str | None:
+        """The delta rule under attention normalisation: the memory holds values, not sums of
+        them, yet the read divides by φ(q)·Σφ(k), which grows with every write, so the answer
+        shrinks with the sequence (FAVOR+ m = 16 at S = 8: read ≈ 0.05 where 1 is due, loss
+        0.49; ELU+1 diverged in the extrapolation LM). The fast-weight paper pairs the delta
+        rule with sum normalisation."""
+        p = {**cls.params, **params}
+        if p["rule"] == "delta" and p["norm"] == "attn":
+            return (
+                "the delta rule with attention normalisation divides a delta memory (values, not sums) "
+                "by φ(q)·Σφ(k), which grows with every write: expect it to learn badly; the paper pairs "
+                'the delta rule with norm = "sum"'
+            )
+        return None
+
     def d_dot(self) -> int:
         return self.feature_map.d_dot
 

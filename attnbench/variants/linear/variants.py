@@ -6,8 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from attnbench.errors import UserError
 from attnbench.registry import register
-from attnbench.variants.linear.feature_maps import DPFP, T2R, EluPlusOne, Favor, FeatureMap, Identity
+from attnbench.variants.linear.feature_maps import (
+    DPFP,
+    KERNELS,
+    REDRAWS,
+    T2R,
+    EluPlusOne,
+    Favor,
+    FeatureMap,
+    Identity,
+)
 from attnbench.variants.linear.layer import LinearAttention
 
 
@@ -45,15 +55,41 @@ class LinearDPFP(LinearAttention):
 
 @register("linear.favor")
 class LinearFavor(LinearAttention):
-    """Performer's FAVOR+: m orthogonal positive random features (±, d_dot = 2m)."""
+    """Performer's FAVOR+: m orthogonal positive random features (±, d_dot = 2m).
 
-    params: ClassVar[Mapping[str, Any]] = {**LinearAttention.base_params, "m": 64, "redraw": False}
+    `redraw`: false (fixed features), true (redrawn on every training forward) or "always"
+    (every forward, evaluation too: the fast-weight paper's code); `kernel`: "softmax"
+    (exp(q·k/√d), the default) or "exp" (exp(q·k), the paper's code)."""
+
+    params: ClassVar[Mapping[str, Any]] = {
+        **LinearAttention.base_params,
+        "m": 64,
+        "redraw": False,
+        "kernel": "softmax",
+    }
     param_minimum: ClassVar[Mapping[str, int]] = {**LinearAttention.param_minimum, "m": 1}
+    param_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        **LinearAttention.param_choices,
+        "kernel": KERNELS,
+    }
     error_scale: ClassVar[float] = 4.0  # exp features amplify rounding in the inputs
 
     @classmethod
+    def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        # `redraw` is a bool or "always": checked here, not by the type of its default
+        redraw = given.get("redraw", cls.params["redraw"])
+        if redraw not in REDRAWS or (redraw != "always" and not isinstance(redraw, bool)):
+            raise UserError(f'{cls.name}: redraw must be false, true or "always", not {redraw!r}')
+        p = super().resolve_params({k: v for k, v in given.items() if k != "redraw"})
+        return {**p, "redraw": redraw}
+
+    @classmethod
     def make_feature_map(cls, d_head: int, params: Mapping[str, Any]) -> FeatureMap:
-        return Favor(d_head, int(params["m"]), redraw=bool(params["redraw"]))
+        return Favor(d_head, int(params["m"]), redraw=params["redraw"], kernel=params["kernel"])
+
+    @classmethod
+    def dims(cls, d_head: int, params: Mapping[str, Any]) -> int:
+        return 2 * int(params["m"])  # without drawing features (that would use the global generator)
 
     @classmethod
     def feature_flops(cls, d_head: int, params: Mapping[str, Any]) -> int:

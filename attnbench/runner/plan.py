@@ -96,14 +96,17 @@ def case_seconds(case: Case, settings: MeasureSettings, ceilings) -> float | Non
 
 def earlier_seconds(paths: Iterable[Path], host: str) -> dict[str, float]:
     """case id -> wall time of its latest `ok` result on this host in `paths` (files that
-    cannot be read are passed over: they only inform an estimate)."""
+    cannot be read are passed over: they only inform an estimate; so are paths that are not
+    regular files, such as `-o /dev/full`, which the run itself refuses)."""
     from attnbench.results.store import read_records
 
     seconds: dict[str, float] = {}
     for path in paths:
+        if not Path(path).is_file():
+            continue
         try:
             records = read_records(path, warn=lambda _msg: None)
-        except UserError:
+        except (UserError, OSError):
             continue
         for rec in records:
             wall = rec.get("wall_s")

@@ -89,6 +89,7 @@ def test_a_planted_sleep_is_caught(repo):
         assert pairs == [(v, r) for v in ("softmax.naive", "softmax.sdpa") for r in range(3)]
 
 
+@pytest.mark.slow  # .ci/speed-gate runs an A/B job of the previous commit on every CI run
 def test_a_comment_change_is_not(repo):
     commit_change(repo, "        # a comment, nothing else\n")
     proc = ab(repo)

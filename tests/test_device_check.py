@@ -28,6 +28,7 @@ def test_device_check_skips_without_a_gpu(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # the kernels themselves: tests/test_triton_kernels.py, in the default run
 def test_triton_vs_fla_checks_then_times_under_the_interpreter(tmp_path):
     pytest.importorskip("triton")
     out = tmp_path / "kernels.json"

@@ -148,7 +148,14 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 
 @linux_only
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum",
+    # SIGTERM mid-case is also tests/test_stops.py's; here it is the slow session's
+    [
+        pytest.param(signal.SIGKILL, id="SIGKILL"),
+        pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.slow),
+    ],
+)
 def test_sweep_stopped_at_a_few_points_and_resumed_holds_every_case_once(tmp_path, signum):
     stop_and_resume(tmp_path, signum, points=2, executor="inline", seed=16)
 

@@ -1,6 +1,7 @@
 """The statistics behind replicates and the speed gate, small enough to read in one go and
 exact where that is cheap: medians, a bootstrap confidence interval of a median, the
-one-sided Mann–Whitney U test, and the Holm and Benjamini–Hochberg corrections.
+one-sided Mann–Whitney U test, the one-sided Wilcoxon signed-rank test for paired replicates,
+and the Holm and Benjamini–Hochberg corrections.
 
 Why these: replicates of a latency are few (3–30) and heavy-tailed on a shared machine (a
 neighbour's burst doubles one replicate and leaves the next alone), so nothing here assumes
@@ -109,6 +110,52 @@ def smallest_p(n: int, m: int) -> float:
     """The least one-sided p-value the exact U test can give with n and m replicates: with
     few replicates no change, however large, can pass a strict threshold."""
     return 1 / math.comb(n + m, n)
+
+
+@functools.cache
+def _signed_rank_counts(n: int) -> tuple[int, ...]:
+    """How many of the 2^n sign patterns of ranks 1 … n give each rank sum W+ (0 … n(n+1)/2):
+    the coefficients of ∏_{i=1..n} (1 + q^i)."""
+    c = [1] + [0] * (n * (n + 1) // 2)
+    for i in range(1, n + 1):
+        for j in range(len(c) - 1, i - 1, -1):
+            c[j] += c[j - i]
+    return tuple(c)
+
+
+def wilcoxon_greater(d: Sequence[float], *, shift: float = 0.0) -> float:
+    """One-sided p-value of the Wilcoxon signed-rank test that the paired differences `d` are
+    centred above `shift` (H0: they are not). W+ sums the ranks of |d − shift| over the
+    positive ones; zero differences are dropped (Wilcoxon's rule). Exact when no two |d − shift|
+    tie and at most EXACT_LIMIT remain; otherwise the normal approximation with tie and
+    continuity corrections. Pairs (one round's two sides, run back to back) cancel the drift
+    between rounds that an unpaired test counts as noise."""
+    x = np.asarray(d, dtype=float) - shift
+    x = x[x != 0]
+    n = len(x)
+    if n == 0:
+        return 1.0
+    magnitude = np.abs(x)
+    order = np.argsort(magnitude, kind="stable")
+    ranks = np.empty(n)
+    ranks[order] = np.arange(1, n + 1)
+    values, inverse, tie_sizes = np.unique(magnitude, return_inverse=True, return_counts=True)
+    if len(values) < n:  # average ranks within ties
+        ranks = np.array([ranks[inverse == i].mean() for i in range(len(values))])[inverse]
+    w = float(ranks[x > 0].sum())
+    if len(values) == n and n <= EXACT_LIMIT:
+        counts = _signed_rank_counts(n)
+        return sum(counts[math.ceil(w) :]) / 2**n
+    var = n * (n + 1) * (2 * n + 1) / 24 - ((tie_sizes**3 - tie_sizes).sum()) / 48
+    if var <= 0:
+        return 1.0
+    z = (w - n * (n + 1) / 4 - 0.5) / math.sqrt(var)
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def smallest_p_paired(n: int) -> float:
+    """The least one-sided p-value the exact signed-rank test can give with n pairs."""
+    return 2.0**-n
 
 
 def adjust(pvalues: Sequence[float], method: str = "bh") -> list[float]:

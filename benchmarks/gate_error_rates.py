@@ -23,9 +23,9 @@ run the same command again to continue. `--summary` prints (and writes beside th
         [--suite gate] [--repeat R] [--variant softmax.naive]
         [--out benchmarks/results/gate_error_rates.jsonl] [--summary]
 
-One job of the gate suite (6 cases, 4 judged, 8 rounds, both sides) took about a minute on the
-2-core VM while other agents' jobs kept it loaded (load average 13-17); 20 jobs of each kind
-(A/A, 10 %, 25 %) about an hour. `--keep DIR` keeps each job's base/head results;
+One job of the gate suite (6 cases, 8 rounds, both sides) took 22 s on the quiet 2-core VM
+(20 jobs of each kind, A/A, 10 %, 25 %: 23 minutes) and about a minute while other agents' jobs
+kept it loaded (load average 13-17). `--keep DIR` keeps each job's base/head results;
 `--keep DIR --rejudge` judges them again with the rules of CONFIGS (added ones too). Needs git.
 """
 
@@ -54,9 +54,9 @@ from attnbench.results import load_results  # noqa: E402
 # rules around them it was chosen from
 CONFIGS = {
     "interactive": Rules(metrics=("time",)),
-    # what .ci/speed-gate uses, chosen from this campaign (docs/timing.md): the most powerful
-    # rule with no false alarm in the 20 A/A jobs
-    "ci": Rules(alpha=0.05, min_effect=0.05, correction="holm", speed="latency", metrics=("time",)),
+    # what .ci/speed-gate uses, chosen from these campaigns (docs/timing.md): the latencies
+    # paired round by round, Holm, α 0.05, 5 % minimum effect
+    "ci": Rules(alpha=0.05, min_effect=0.05, correction="holm", speed="paired", metrics=("time",)),
     "holm-a0.01-e10": Rules(alpha=0.01, min_effect=0.10, correction="holm", metrics=("time",)),
     "bh-a0.01-e10": Rules(alpha=0.01, min_effect=0.10, correction="bh", metrics=("time",)),
     "bh-a0.05-e10": Rules(alpha=0.05, min_effect=0.10, correction="bh", metrics=("time",)),
@@ -65,6 +65,7 @@ CONFIGS = {
     "holm-a0.001-e10": Rules(alpha=0.001, min_effect=0.10, correction="holm", metrics=("time",)),
     # the replicates' latencies instead of their ratios to softmax.sdpa (same-job A/B only)
     "latency-bh-a0.05-e5": Rules(speed="latency", metrics=("time",)),
+    "latency-holm-a0.05-e5": Rules(alpha=0.05, correction="holm", speed="latency", metrics=("time",)),
     "latency-holm-a0.05-e10": Rules(
         alpha=0.05, min_effect=0.10, correction="holm", speed="latency", metrics=("time",)
     ),
@@ -72,6 +73,12 @@ CONFIGS = {
     "latency-holm-a0.01-e10": Rules(
         alpha=0.01, min_effect=0.10, correction="holm", speed="latency", metrics=("time",)
     ),
+    # the latencies paired round by round (Wilcoxon signed-rank; same-job A/B only)
+    "paired-bh-a0.05-e5": Rules(alpha=0.05, correction="bh", speed="paired", metrics=("time",)),
+    "paired-holm-a0.05-e3": Rules(
+        alpha=0.05, min_effect=0.03, correction="holm", speed="paired", metrics=("time",)
+    ),
+    "paired-holm-a0.01-e5": Rules(alpha=0.01, correction="holm", speed="paired", metrics=("time",)),
 }
 COMMENT = "# a comment, nothing else (A/A: the same code on both sides)\n"
 PLANT = """

@@ -1,5 +1,6 @@
 """`.ci/speed-gate`: skips with one line where there is no base commit, and otherwise runs the
-same-job A/B with the rule whose error rates benchmarks/gate_error_rates.py measured."""
+same-job A/B with the rule whose error rates benchmarks/gate_error_rates.py measured; a
+regression fails CI only when a second job finds one too."""
 
 from __future__ import annotations
 
@@ -29,12 +30,17 @@ def _repo(tmp_path: Path, commits: int) -> Path:
     return repo
 
 
-def _gate(repo: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run the gate with a stand-in `attnbench` that prints its arguments."""
+def _gate(repo: Path, tmp_path: Path, codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+    """Run the gate with a stand-in `attnbench` that prints its arguments and exits with the
+    next of `codes` (the verdict of each A/B job: 0 none, 1 a regression)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "codes").write_text("".join(f"{c}\n" for c in codes))
     fake = bin_dir / "attnbench"
-    fake.write_text('#!/bin/sh\necho "attnbench $*"\n')
+    fake.write_text(
+        f'#!/bin/sh\necho "attnbench $*"\ncode=$(head -n 1 {bin_dir}/codes)\n'
+        f'sed -i 1d {bin_dir}/codes\nexit "$code"\n'
+    )
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env.pop("ATTNBENCH_GATE_BASE", None)
@@ -64,3 +70,16 @@ def test_with_a_previous_commit_it_runs_the_ab_with_the_measured_ci_rule(tmp_pat
     assert float(flags["--min-effect"]) == rules.min_effect
     assert flags["--correction"] == rules.correction
     assert flags["--speed-as"] == rules.speed
+
+
+def test_a_regression_fails_only_when_a_second_job_finds_one_too(tmp_path):
+    repo = _repo(tmp_path, 2)
+    quiet = _gate(repo, tmp_path, (0,))
+    assert quiet.returncode == 0 and quiet.stdout.count("attnbench compare") == 1
+    once = _gate(repo, tmp_path, (1, 0))
+    assert once.returncode == 0 and once.stdout.count("attnbench compare") == 2
+    assert "a second job must find one too" in once.stdout
+    twice = _gate(repo, tmp_path, (1, 1))
+    assert twice.returncode == 1 and twice.stdout.count("attnbench compare") == 2
+    broken = _gate(repo, tmp_path, (2,))  # a user error is no verdict: no second job
+    assert broken.returncode == 2 and broken.stdout.count("attnbench compare") == 1

@@ -129,3 +129,27 @@ def test_within_one_job_the_latencies_are_judged_and_the_reference_too(tmp_path,
     assert len(rows) == 1 and "softmax.sdpa" in rows[0] and "N256" in rows[0] and " ms" in rows[0]
     code, out = gate(tmp_path, capsys, base=same_job, current=current)
     assert code == 0, out  # judged as ratios, the reference's own slowdown is invisible
+
+
+def test_paired_by_round_a_slowdown_hidden_by_drift_between_rounds_is_found(tmp_path, capsys):
+    """Both sides of one job share a machine that drifts ±20 % from round to round, far more
+    than a 10 % slowdown: the unpaired test on latencies misses it, the rounds paired find it."""
+    same_job = {"drift": 11, "drift_sd": 0.2, "spread": 0.01, "rounds": 10}
+    plant = {("linear.elu", 512, "fwd"): 1.10}
+    current = same_job | {"seed": 3, "plant": plant}
+    code, out = gate(tmp_path, capsys, "--speed-as", "latency", base=same_job, current=current)
+    assert code == 0, out
+    code, out = gate(tmp_path, capsys, "--speed-as", "paired", base=same_job, current=current)
+    assert code == 1, out
+    assert "Wilcoxon signed-rank on the latency paired by round" in out
+    rows = [line for line in out.splitlines() if "REGRESSION" in line]
+    assert len(rows) == 1 and "linear.elu" in rows[0] and "N512" in rows[0] and "+1" in rows[0]
+    code, out = gate(tmp_path, capsys, "--speed-as", "paired", base=same_job, current=same_job | {"seed": 3})
+    assert code == 0 and "no regression" in out, out
+
+
+def test_paired_with_too_few_rounds_says_how_many_it_needs(tmp_path, capsys):
+    same_job = {"drift": 5, "rounds": 4}
+    code, out = gate(tmp_path, capsys, "--speed-as", "paired", base=same_job, current=same_job | {"seed": 3})
+    assert code == 0
+    assert "with 4 replicates a side the smallest p-value is 0.062" in out and "--repeat 10 or more" in out

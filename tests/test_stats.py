@@ -53,6 +53,40 @@ def test_ties_use_the_normal_approximation_and_stay_in_range():
     assert 0.5 < p <= 1
 
 
+@pytest.mark.parametrize("n", [1, 2, 5, 9])
+def test_the_signed_rank_distribution_counts_every_sign_pattern(n):
+    brute = Counter(
+        sum(r for r, up in zip(range(1, n + 1), signs, strict=True) if up)
+        for signs in itertools.product((0, 1), repeat=n)
+    )
+    assert stats._signed_rank_counts(n) == tuple(brute[w] for w in range(n * (n + 1) // 2 + 1))
+
+
+def test_signed_rank_p_values_of_planted_pairs():
+    rng = random.Random(4)
+    # every pair slower, beyond the shift: the smallest p the test can give
+    assert stats.wilcoxon_greater([0.2 + 0.01 * i for i in range(8)], shift=0.05) == stats.smallest_p_paired(
+        8
+    )
+    assert stats.wilcoxon_greater([-0.1 * (i + 1) for i in range(8)]) == 1.0
+    # a brute-force p-value: W+ = 1 + 4 (ranks of 0.1 and 0.4) of ranks 1..4
+    brute = sum(
+        1
+        for s in itertools.product((0, 1), repeat=4)
+        if sum(r * u for r, u in zip((1, 2, 3, 4), s, strict=True)) >= 5
+    )
+    assert stats.wilcoxon_greater([0.1, -0.2, -0.3, 0.4]) == pytest.approx(brute / 16)
+    # identical sides (pure noise pairs): p-values spread over (0, 1], about 5 % below 0.05
+    ps = [stats.wilcoxon_greater([rng.gauss(0, 0.1) for _ in range(10)]) for _ in range(300)]
+    assert 3 <= sum(p <= 0.05 for p in ps) <= 30
+    # a 30 % slowdown is found against a 5 % minimum effect, not against a 50 % one
+    slower = [math.log(1.3) + rng.gauss(0, 0.03) for _ in range(8)]
+    assert stats.wilcoxon_greater(slower, shift=math.log(1.05)) < 0.01
+    assert stats.wilcoxon_greater(slower, shift=math.log(1.5)) == 1.0
+    # ties and zeros: the normal approximation, in range
+    assert 0 < stats.wilcoxon_greater([0.0, 0.1, 0.1, -0.1, 0.2]) <= 1
+
+
 def test_holm_and_benjamini_hochberg_on_a_worked_example():
     ps = [0.01, 0.04, 0.03, 0.2]
     # Holm: sorted 0.01·4, 0.03·3, 0.04·2 (kept monotone), 0.2·1

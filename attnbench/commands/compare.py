@@ -60,7 +60,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
         choices=SPEED_BASES,
         default=Rules.speed,
         help="replicates: compare each case's ratio to --reference round by round (default; across "
-        "runs), or its latencies (both sides from one job: compare --base; sharper)",
+        "runs), its latencies (both sides from one job: compare --base; sharper), or its latencies "
+        "paired round by round (one job; a signed-rank test; sharpest)",
     )
     p.add_argument(
         "--threshold",

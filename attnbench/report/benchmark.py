@@ -110,7 +110,8 @@ def benchmark_figures(df: pd.DataFrame) -> list[Figure]:
             out.append(Figure(title, data))
     for (causal, mode), part in df.groupby(["causal", "mode"], sort=True):
         where = f"{'causal' if causal else 'full'} {mode}"
-        lengths = part["seq_len"].nunique()
+        known = part["seq_len"].dropna()  # a hand-edited file may lose a record's length
+        lengths = known.nunique()
         if lengths > 1:
             charts = (
                 ("latency_ms", "latency"),
@@ -126,7 +127,8 @@ def benchmark_figures(df: pd.DataFrame) -> list[Figure]:
                 title = f"{what} vs sequence length, {where}"
                 draw = figures.plot_vs_seq_len
             else:
-                title = f"{what} at N = {int(part['seq_len'].iloc[0])}, {where}"
+                at = f"N = {int(known.iloc[0])}" if len(known) else "an unknown length"
+                title = f"{what} at {at}, {where}"
                 draw = figures.plot_bars
             data = png(
                 lambda p, part=part, name=name, title=title, draw=draw: draw(part, name, p, title=title)

@@ -18,7 +18,10 @@ joins). Three kinds of change count as regressions:
   the gate says so. Within one job (`compare --base`, both sides run case by case back to
   back) the replicates' own latencies can be compared instead (`speed = "latency"`): no
   reference measured at another moment of the round adds its noise, so the test is sharper;
-  it is only meaningful when both files come from one job;
+  it is only meaningful when both files come from one job. Sharper still, `speed = "paired"`
+  pairs each round's two sides (they ran back to back) and tests the per-round log ratios
+  with a one-sided Wilcoxon signed-rank test: drift between rounds, which the unpaired test
+  counts as noise, cancels within a pair;
 - **memory**: CPU peak bytes are exact, so any increase; GPU peak bytes, and those of
   compiled (inductor) kernels, whose buffers are the compiler's choice, beyond a tolerance;
 - **status**: a case that was `ok` and now is not (`oom`, `error`, `crash`, `timeout`, …).
@@ -38,10 +41,17 @@ from attnbench import stats
 from attnbench.cases import describe
 from attnbench.errors import UserError, did_you_mean
 from attnbench.results.frame import relative_spread
-from attnbench.results.replicates import REFERENCE, SHAPE, reference_rows, round_latencies, round_ratios
+from attnbench.results.replicates import (
+    REFERENCE,
+    SHAPE,
+    paired_latencies,
+    reference_rows,
+    round_latencies,
+    round_ratios,
+)
 
 MIN_REPLICATES = 2  # ratios a side below which a case falls back to the fixed band
-SPEED_BASES = ("ratio", "latency")
+SPEED_BASES = ("ratio", "latency", "paired")
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,8 @@ class Rules:
     min_effect: float = 0.05  # … and a slowdown smaller than this (5 %) is never one
     correction: str = "bh"  # across the cases of a job: bh (Benjamini–Hochberg) or holm
     # what the replicates compare: "ratio" (to the reference, round by round: across runs) or
-    # "latency" (the replicates' own medians: both sides from one same-job A/B only)
+    # "latency" (the replicates' own medians: both sides from one same-job A/B only), or
+    # "paired" (those medians paired round by round, signed-rank test: same-job A/B only)
     speed: str = "ratio"
     # a single run a side: a speed ratio this much worse (25 %) ...
     threshold: float = 0.25
@@ -125,8 +136,11 @@ def compare(base: pd.DataFrame, current: pd.DataFrame, rules: Rules = Rules()) -
             continue
         if "memory" in rules.metrics:
             changes.extend(_memory(cid, what, rb, rc, rules))
-        if "time" in rules.metrics and rules.speed == "latency" and _has_latency(rb, rc):
-            lat_b, lat_c = round_latencies(rb), round_latencies(rc)
+        if "time" in rules.metrics and rules.speed != "ratio" and _has_latency(rb, rc):
+            if rules.speed == "paired":
+                lat_b, lat_c = paired_latencies(rb, rc)
+            else:
+                lat_b, lat_c = round_latencies(rb), round_latencies(rc)
             if min(len(lat_b), len(lat_c)) >= MIN_REPLICATES:
                 samples.append(SpeedSample(cid, what, lat_b, lat_c))
                 continue
@@ -152,22 +166,34 @@ def _has_latency(rb: pd.Series, rc: pd.Series) -> bool:
 
 
 def judge(samples: list[SpeedSample], rules: Rules) -> list[Change]:
-    """The statistical rule over all the cases with replicates at once: a one-sided U test
-    each way (slower, faster) on the log ratios, the other side shifted by `min_effect`, its
-    p-values corrected across the cases; a change whose corrected p is at most `alpha`."""
+    """The statistical rule over all the cases with replicates at once: a one-sided test each
+    way (slower, faster) on the log ratios, shifted by `min_effect` — Mann–Whitney U between
+    the two sides' samples, or (`paired`) Wilcoxon signed-rank on the per-round differences —
+    its p-values corrected across the cases; a change whose corrected p is at most `alpha`."""
     if not samples:
         return []
     shift = math.log1p(rules.min_effect)
     logs = [(np.log(s.current), np.log(s.base)) for s in samples]
-    slower = stats.adjust([stats.mann_whitney_greater(c, b, shift=shift) for c, b in logs], rules.correction)
-    faster = stats.adjust([stats.mann_whitney_greater(b, c, shift=shift) for c, b in logs], rules.correction)
+    if rules.speed == "paired":
+        slower_raw = [stats.wilcoxon_greater(c - b, shift=shift) for c, b in logs]
+        faster_raw = [stats.wilcoxon_greater(b - c, shift=shift) for c, b in logs]
+    else:
+        slower_raw = [stats.mann_whitney_greater(c, b, shift=shift) for c, b in logs]
+        faster_raw = [stats.mann_whitney_greater(b, c, shift=shift) for c, b in logs]
+    slower = stats.adjust(slower_raw, rules.correction)
+    faster = stats.adjust(faster_raw, rules.correction)
     out = []
     for s, p_slower, p_faster in zip(samples, slower, faster, strict=True):
         p = min(p_slower, p_faster)
         if p > rules.alpha:
             continue
-        rel = stats.median(s.current) / stats.median(s.base) - 1
-        ci = stats.bootstrap_ratio_ci(s.current, s.base)
+        if rules.speed == "paired":
+            per_round = np.asarray(s.current) / np.asarray(s.base)
+            rel = stats.median(per_round) - 1
+            ci = stats.bootstrap_median_ci(per_round)
+        else:
+            rel = stats.median(s.current) / stats.median(s.base) - 1
+            ci = stats.bootstrap_ratio_ci(s.current, s.base)
         interval = f"[{100 * (ci[0] - 1):+.1f}%, {100 * (ci[1] - 1):+.1f}%]" if ci else ""
         unit = "ms" if rules.speed == "latency" else "× ref"
         base, current = _sample_text(s.base, unit), _sample_text(s.current, unit)
@@ -194,15 +220,23 @@ def time_notes(samples: list[SpeedSample], single_run: int, rules: Rules) -> lis
     if samples:
         n = min(min(len(s.base), len(s.current)) for s in samples)
         name = {"bh": "Benjamini–Hochberg", "holm": "Holm"}[rules.correction]
-        basis = {"ratio": f"the ratio to {rules.reference}", "latency": "the latency (one job)"}[rules.speed]
+        test = {
+            "ratio": f"Mann–Whitney U on the ratio to {rules.reference}",
+            "latency": "Mann–Whitney U on the latency (one job)",
+            "paired": "Wilcoxon signed-rank on the latency paired by round (one job)",
+        }[rules.speed]
         notes.append(
             f"time: {_cases(len(samples))} judged on their replicates (≥ {n} a side): one-sided "
-            f"Mann–Whitney U on {basis}, slowdowns past {rules.min_effect:.0%}, "
+            f"{test}, slowdowns past {rules.min_effect:.0%}, "
             f"{name} across the cases at α = {rules.alpha:g}"
         )
-        floor = stats.smallest_p(n, n)
+
+        def floor_of(r: int) -> float:
+            return stats.smallest_p_paired(r) if rules.speed == "paired" else stats.smallest_p(r, r)
+
+        floor = floor_of(n)
         if floor > rules.alpha / len(samples):
-            need = next(r for r in range(n, 1000) if stats.smallest_p(r, r) <= rules.alpha / len(samples))
+            need = next(r for r in range(n, 1000) if floor_of(r) <= rules.alpha / len(samples))
             notes.append(
                 f"time: with {n} replicates a side the smallest p-value is {floor:.2g}, above "
                 f"α/{len(samples)} = {rules.alpha / len(samples):.2g}: a change in one case alone cannot "

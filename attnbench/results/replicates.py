@@ -85,9 +85,20 @@ def round_latencies(row: pd.Series | dict) -> list[float]:
 
 def round_ratios(row: pd.Series | dict, ref: pd.Series | dict) -> list[float]:
     """`row`'s latency over the reference's, round by round, for the rounds both have."""
-    mine = dict(zip(_list(row, "replicate_rounds"), _list(row, "latency_replicates_ms"), strict=False))
-    theirs = dict(zip(_list(ref, "replicate_rounds"), _list(ref, "latency_replicates_ms"), strict=False))
+    mine, theirs = _by_round(row), _by_round(ref)
     return [mine[r] / theirs[r] for r in sorted(set(mine) & set(theirs)) if theirs[r] > 0]
+
+
+def paired_latencies(base: pd.Series | dict, current: pd.Series | dict) -> tuple[list[float], list[float]]:
+    """Both rows' per-round medians (ms) for the rounds both have, in round order: in one
+    same-job A/B a round's two sides ran back to back, so each pair saw the same machine."""
+    b, c = _by_round(base), _by_round(current)
+    rounds = sorted(set(b) & set(c))
+    return [float(b[r]) for r in rounds], [float(c[r]) for r in rounds]
+
+
+def _by_round(row: pd.Series | dict) -> dict:
+    return dict(zip(_list(row, "replicate_rounds"), _list(row, "latency_replicates_ms"), strict=False))
 
 
 def _list(row: pd.Series | dict, key: str) -> list:

@@ -59,6 +59,17 @@ def test_the_dry_run_counts_what_the_run_does(suite, tmp_path, capsys):
     assert unsupported > 0  # float16 SDPA on CPU in this torch, or the like: counted, with its reason
 
 
+def test_a_resumed_dry_run_counts_only_what_is_left(suite, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--suite", str(suite), "-o", str(out), "--executor", "inline"]) == 0
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:3]) + "\n")  # a run stopped after three cases
+    capsys.readouterr()
+    assert main(["run", "--suite", str(suite), "-o", str(out), "--resume", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert f"3 cases already done (--resume); {len(lines) - 3} cases:" in text
+
+
 def test_a_family_or_glob_skips_what_cannot_run_here_unless_all(suite, tmp_path, capsys):
     out = tmp_path / "r.jsonl"
     assert main(["run", "--suite", str(suite), "-o", str(out), "--executor", "inline", "--dry-run"]) == 0

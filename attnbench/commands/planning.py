@@ -36,6 +36,24 @@ def available_cases(cases: list, names: set[str]) -> list:
     return kept
 
 
+def still_to_run(suite, cases: list, out: Path) -> list:
+    """With --resume: the cases of which `out` lacks a round (the others are not run again, so
+    they do not count in an estimate). An unreadable file is left for the run to report."""
+    from attnbench.results.store import read_records
+    from attnbench.runner.rounds import Rounds, repeats
+
+    if not out.is_file():
+        return cases
+    try:
+        records = read_records(out, warn=lambda _: None)
+    except UserError:
+        return cases
+    plan = Rounds(cases, repeats(suite))
+    plan.note_records(r for r in records if "case_id" in r and "status" in r)
+    todo = {c.id for _, c in plan.todo()}
+    return [c for c in cases if c.id in todo]
+
+
 def planned(suite, cases: list, out: Path, *, calibrate: bool):
     """The plan of `cases`, with earlier results of this suite on this host as estimates."""
     import socket
@@ -47,8 +65,9 @@ def planned(suite, cases: list, out: Path, *, calibrate: bool):
     return make_plan(cases, suite.settings, earlier=earlier, calibrate=calibrate)
 
 
-def print_plan(suite, cases: list, out: Path, *, calibrate: bool) -> None:
-    """--dry-run: cases by variant, what cannot run and why, the estimated time."""
+def print_plan(suite, cases: list, out: Path, *, calibrate: bool, done: int = 0) -> None:
+    """--dry-run: cases by variant, what cannot run and why, the estimated time (`done`: cases
+    --resume will not run again, already left out of `cases`)."""
     import pandas as pd
 
     from attnbench.report.terminal import print_frame
@@ -60,7 +79,8 @@ def print_plan(suite, cases: list, out: Path, *, calibrate: bool) -> None:
     print_frame(console, table, f"{suite.name}: the cases of this run", right=lambda c: c in numbers)
     missing = plan.unestimated()
     console.print(
-        f"{len(cases)} cases: {len(plan.runnable)} run here, {len(plan.unsupported)} unsupported · "
+        (f"{done} cases already done (--resume); " if done else "")
+        + f"{len(cases)} cases: {len(plan.runnable)} run here, {len(plan.unsupported)} unsupported · "
         f"estimated {duration(plan.estimate_s)} ({plan.from_earlier} from earlier results, "
         f"{len(plan.seconds) - plan.from_earlier} from FLOPs and this machine's calibration"
         + (f", {len(missing)} with no estimate" if missing else "")

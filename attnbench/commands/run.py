@@ -25,7 +25,7 @@ from attnbench.commands.common import (
     warn,
     write_report,
 )
-from attnbench.commands.planning import available_cases, named, print_plan, warn_if_long
+from attnbench.commands.planning import available_cases, named, print_plan, still_to_run, warn_if_long
 from attnbench.errors import UserError
 
 CORPUS_HELP = (
@@ -172,10 +172,11 @@ def run(args: argparse.Namespace) -> int:
     if suite.task is not None:
         warn_caveats(cases)
     out = args.output or default_results_path(suite.name, resume=args.resume, shard=args.shard)
+    todo = still_to_run(suite, cases, out) if args.resume else cases
     if args.dry_run:
-        print_plan(suite, cases, out, calibrate=True)
+        print_plan(suite, todo, out, calibrate=True, done=len(cases) - len(todo))
         return 0
-    warn_if_long(suite, cases, out)
+    warn_if_long(suite, todo, out)
     if args.mem_limit is None:
         mem_limit = default_mem_limit(cases)
     else:

@@ -2,9 +2,11 @@
 point and model width, at the best learning rate, and accuracy against D per width.
 
 Zoology sweeps the learning rate and keeps the best per point. With several seeds the best
-learning rate is chosen on the median over seeds (choosing per seed would report each seed's
-luckiest rate); the cell gives that rate's median, its range over seeds and how many seeds
-reached an accuracy of 0.99 (Zoology's stopping threshold, the mark of a solved point).
+learning rate is the one that solves the point in the most seeds, then the one with the best
+median over seeds (choosing per seed would report each seed's luckiest rate; choosing on the
+median alone would prefer a rate one seed never learns at, when it leads by a hair). The cell
+gives that rate's median, its range over seeds and how many seeds reached an accuracy of 0.99
+(Zoology's stopping threshold, the mark of a solved point).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ NOT_ROWS = ("task.name", *POINT, "task.lr", "task.seed")  # task columns that ar
 
 @dataclass(frozen=True)
 class Best:
-    """One point of one row: the learning rate with the best median accuracy, its spread."""
+    """One point of one row: the best learning rate (`best_rate`), its accuracy's spread."""
 
     lr: float
     accuracy: Spread
@@ -59,17 +61,17 @@ def row_columns(df: pd.DataFrame) -> list[str]:
 
 
 def best_rate(group: pd.DataFrame, default_lr: float) -> Best | None:
-    """The best learning rate of one row's point by the median over seeds (`default_lr`: the
-    task's, for runs that did not set one); None if no run is ok."""
+    """The best learning rate of one row's point: most seeds solved, then the best median and
+    the best worst seed (`default_lr`: the task's, for runs that did not set one); None if no
+    run is ok."""
     ok = group[group["status"] == "ok"]
     lr = ok["task.lr"].fillna(default_lr) if "task.lr" in ok else default_lr
     ok = ok.assign(acc=accuracy_of(ok), seed=seeds_of(ok), lr=lr)
     ok = ok[ok["acc"].notna()]
     if ok.empty:
         return None
-    rates = {float(lr): Spread.of(runs.sort_values("seed")["acc"]) for lr, runs in ok.groupby("lr")}
-    lr = max(rates, key=lambda r: (rates[r].median, rates[r].low))
-    return Best(lr, rates[lr])
+    best = [Best(float(lr), Spread.of(runs.sort_values("seed")["acc"])) for lr, runs in ok.groupby("lr")]
+    return max(best, key=lambda b: (b.solved, b.accuracy.median, b.accuracy.low))
 
 
 def accuracy_table(df: pd.DataFrame, default_lr: float, *, raw: bool = False) -> pd.DataFrame:

@@ -4,6 +4,7 @@ executor's results are appended as they finish; an executor's own options are re
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import socket
@@ -12,6 +13,7 @@ import sys
 import pytest
 
 from attnbench.cases import Case
+from attnbench.errors import UserError
 from attnbench.measure.settings import MeasureSettings
 from attnbench.results import load_results
 from attnbench.runner.executors import InlineExecutor, SubprocessExecutor
@@ -116,6 +118,35 @@ def test_a_parallel_executor_s_results_are_appended_as_they_finish_each_once(tmp
         EXECUTORS.remove("in-pairs")
 
 
+class NoCluster:
+    """An executor that cannot start, as the Ray executor with `--address auto` and no cluster."""
+
+    def __init__(self, settings, **_):
+        raise UserError("--address auto: no Ray cluster is running here")
+
+
+def test_an_executor_that_cannot_start_announces_nothing_and_leaves_no_file(tmp_path):
+    from rich.console import Console
+
+    from attnbench.runner.executors import EXECUTORS
+
+    EXECUTORS.add("no-cluster", NoCluster)
+    try:
+        console = Console(file=io.StringIO())
+        suite = Suite(name="nc", path=tmp_path / "nc.toml", timeout_s=60, settings=FAST)
+        out = tmp_path / "nc.jsonl"
+        with pytest.raises(UserError, match="no Ray cluster"):
+            run_sweep(suite, [case("softmax.naive")], out=out, executor="no-cluster", console=console)
+        assert console.file.getvalue() == ""  # no "1 case → nc.jsonl" before the error
+        assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither results nor worker log
+        out.write_text("")  # a file that was there before the run is the user's: kept
+        with pytest.raises(UserError):
+            run_sweep(suite, [case("softmax.naive")], out=out, executor="no-cluster", console=console)
+        assert out.exists()
+    finally:
+        EXECUTORS.remove("no-cluster")
+
+
 def test_an_option_of_another_executor_is_refused_naming_its_executor(tmp_path, tiny_suite, user_error):
     line = user_error("run", "--suite", tiny_suite, "-o", tmp_path / "r.jsonl", "--address", "auto")
     assert line.startswith("--address does not apply to --executor subprocess")
@@ -152,6 +183,8 @@ def test_a_worker_started_by_a_ray_actor_does_not_run_the_actors_main_script(tmp
     script = tmp_path / "default_worker.py"  # stands for Ray's, which imports all of Ray
     script.write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n")
     monkeypatch.setattr(sys.modules["__main__"], "__file__", str(script), raising=False)
+    # run as a script, as Ray runs it (under `python -m pytest`, spawn would import pytest's instead)
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None, raising=False)
 
     def start_one() -> None:
         child = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))

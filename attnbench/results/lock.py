@@ -49,13 +49,20 @@ def open_for_append(path: Path, what: str) -> int:
 
 
 def check_writable(path: Path, what: str) -> None:
-    """Refuse now, in one line, a file that could not be written later."""
+    """Refuse now, in one line, a file that could not be written later (and leave no empty
+    file behind where there was none)."""
+    created = not path.exists()
     os.close(open_for_append(path, what))
+    if created:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 @contextlib.contextmanager
 def hold_results(path: Path) -> Iterator[None]:
-    """Hold `path` for this run: writable, and locked against every other run."""
+    """Hold `path` for this run: writable, and locked against every other run. A file the run
+    created and never wrote is removed if the run fails (an executor that cannot start)."""
+    created, finished = not path.exists(), False
     fd = open_for_append(path, "results file")
     try:
         if fcntl is not None:
@@ -68,7 +75,11 @@ def hold_results(path: Path) -> Iterator[None]:
             except OSError:
                 pass  # a file system without locks (some network mounts): run unguarded
         yield
+        finished = True
     finally:
+        if created and not finished and os.fstat(fd).st_size == 0:
+            with contextlib.suppress(OSError):
+                path.unlink()  # still under the lock: no other run can have written it
         os.close(fd)  # and with it the lock
 
 

@@ -174,9 +174,7 @@ def run_sweep(
         todo = plan.todo()
         total = len(cases) * plan.repeat
         outcome = SweepOutcome(path=out, total=total, already_done=total - len(todo), repeat=plan.repeat)
-        announce(console, suite, outcome, executor)
-        warn_if_busy(console, suite)
-        runner = make_executor(
+        runner = make_executor(  # first: an executor that cannot start (no cluster) says so alone
             executor,
             suite.settings,
             timeout_s=suite.timeout_s,
@@ -184,6 +182,8 @@ def run_sweep(
             log_path=log_path,
             **(executor_options or {}),
         )
+        announce(console, suite, outcome, executor)
+        warn_if_busy(console, suite)
         start = time.perf_counter()
 
         taken = 0  # (case, round) pairs taken from `todo`, skipped ones too

@@ -4,8 +4,8 @@ meanwhile (the kernel's accounting in /proc/stat, minus this process's own), and
 hypervisor stole; and, for the whole machine, whether DAMON pages memory out and which
 frequency governor runs (recorded in each result's `env`).
 
-Thresholds, set from measurements on the 2-core AMD EPYC VM the CI runs on (README, "How it
-measures"):
+Thresholds, set from measurements on a 2-core AMD EPYC VM, the CI's machine then (README, "How
+it measures"; the CI's 2-core VMs are now also Intel Xeons, where they were not re-derived):
 
 - `page_faults`: the timed calls' faults would have cost more than PAGE_FAULT_SHARE of their
   time at FAULT_COST_S each (the first touch of a fresh 4 KiB page measured 5.7–7.4 µs

@@ -52,6 +52,7 @@ LINEAR = [
     ("linear.elu", (("chunk", 32),)),
     ("linear.elu", ()),
     ("linear.elu", (("chunk", 128),)),
+    ("linear.elu", (("chunk", 256),)),
     ("bench.plain_chunk", ()),
     ("linear.identity", ()),
     ("linear.dpfp", ()),

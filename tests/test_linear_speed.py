@@ -56,3 +56,17 @@ def test_targets_are_ratios_within_the_round(bench):
             "delta fwd+bwd N=8192 / N=4096 (≤ 2.3)": 2.1,
         }
     )
+
+
+@pytest.mark.parametrize("chunk", [16, 64])
+def test_the_ceiling_script_runs_at_a_chunk_other_than_d(chunk):
+    """`linear_ceiling.py --chunk C` with C ≠ d: the scores are C×C, not C×d (a C larger than d
+    once failed in its first product). Small shapes; the script's numbers are not checked."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "linear_ceiling.py"), "--chunk", str(chunk)]
+    cmd += ["--heads", "2", "--seq-len", "256", "--d-head", "32", "--repeats", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ceiling with that traffic, not overlapped:" in done.stdout

@@ -25,6 +25,7 @@ import time
 import torch
 
 from attnbench.cases import Case
+from attnbench.measure.allocator import steady_cpu_allocator
 from attnbench.registry import REGISTRY
 from attnbench.variants.linear.chunk_blocks import Spec, plan
 
@@ -50,6 +51,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    steady_cpu_allocator()  # the harness's allocator settings
     h, n, d, c = args.heads, args.seq_len, args.d_head, args.chunk
     block = plan(Spec(False, True, c), h, n, d, d, 4, grad=False).block
     per_block = h * block // c  # chunks batched in one product
@@ -58,11 +60,13 @@ def main() -> int:
     scores = torch.randn(per_block, c, c, generator=gen)
     x, mem = (torch.randn(per_block, c if i == 0 else d, d + 1, generator=gen) for i in range(2))
 
-    def matmuls() -> None:
+    out_scores, out = torch.empty_like(scores), torch.empty_like(x)
+
+    def matmuls() -> None:  # into reused buffers where the form does (`chunk_blocks.Scratch`)
         for _ in range(n // block):
-            torch.bmm(q, k.mT).tril_()
+            torch.bmm(q, k.mT, out=out_scores).tril_()
             torch.bmm(k.mT, x)
-            torch.bmm(scores, x).baddbmm_(q, mem)
+            torch.bmm(scores, x, out=out).baddbmm_(q, mem)
 
     a = torch.randn(2048, 2048, generator=gen)
     flops = REGISTRY.get("linear.elu").flops(
@@ -70,16 +74,16 @@ def main() -> int:
     )
     phi = REGISTRY.get("linear.elu")(heads=h, d_head=d).feature_map
     raw_q, raw_k, raw_v = (torch.randn(1, h, n, d, generator=gen) for _ in range(3))
-    out, scratch = torch.empty(1, h, n, d), torch.empty(1, h, block, d)
+    output, scratch, fq, fk = (torch.empty(1, h, n, d), *(torch.empty(1, h, block, d) for _ in range(3)))
 
     def traffic() -> None:  # what any form moves: q, k, v read once and its output written once
         for s in range(0, n, block):
             torch.add(raw_q[:, :, s : s + block], raw_k[:, :, s : s + block], out=scratch)
-            torch.add(raw_v[:, :, s : s + block], scratch, out=out[:, :, s : s + block])
+            torch.add(raw_v[:, :, s : s + block], scratch, out=output[:, :, s : s + block])
 
-    def features() -> None:  # φ(q), φ(k) block by block, as `chunk_blocks.features` does
+    def features() -> None:  # φ(q), φ(k) block by block into reused buffers, as the forward does
         for s in range(0, n, block):
-            phi(raw_q[:, :, s : s + block]), phi(raw_k[:, :, s : s + block])
+            phi.into(raw_q[:, :, s : s + block], fq), phi.into(raw_k[:, :, s : s + block], fk)
 
     dense, ms, phi_ms, moved_ms = [], [], [], []
     for _ in range(args.repeats + 1):  # alternating, so each ratio pairs neighbours in time

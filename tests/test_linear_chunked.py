@@ -87,6 +87,55 @@ def test_parameter_gradients_match_the_recurrent_form(name, params, monkeypatch)
         assert relative_error(grads[0][n], grads[1][n]) < 1e-8, n
 
 
+@pytest.mark.parametrize("norm", ["none", "attn", "sum"])
+@pytest.mark.parametrize("rule", ["sum", "delta"])
+def test_the_forward_with_features_written_into_buffers_matches_the_recurrent_form(rule, norm, monkeypatch):
+    """ELU + 1 writes φ into buffers the stream reuses (`FeatureMap.into`, `Scratch`): with
+    chunks of 8 in blocks of 16 and N = 45 (a shorter last block, its buffers new), equal to
+    the float64 token-by-token form, without grad and with."""
+    monkeypatch.setattr(chunk_blocks, "BLOCK_BYTES", 1)  # one power of two of chunks a block: 16
+    q, k, v, beta = (t.detach() for t in inputs(n=45, f=16, d=16))
+    beta = beta if rule == "delta" else None
+    outs = {}
+    for form in ("chunk", "recurrent"):
+        module = REGISTRY.get("linear.elu")(heads=3, d_head=16, form=form, chunk=8, rule=rule, norm=norm)
+        assert module.feature_map.into is not None
+        with torch.no_grad():
+            outs[form] = module.double()(q, k, v, causal=True, beta=beta)
+    assert relative_error(outs["chunk"], outs["recurrent"]) < 1e-12
+    with_grad = module.double()(q.requires_grad_(), k, v, causal=True, beta=beta)
+    assert relative_error(with_grad, outs["recurrent"]) < 1e-12
+
+
+def test_elu_plus_one_into_writes_its_buffer_with_the_forward_s_values():
+    x = torch.randn(2, 3, 40, 8, dtype=torch.float64) * 3
+    out = torch.full_like(x, float("nan"))
+    got = EluPlusOne(8).into(x[:, :, 5:], out[:, :, 5:])  # strided input and output
+    assert got.data_ptr() == out[:, :, 5:].data_ptr()
+    assert torch.equal(got, EluPlusOne(8)(x[:, :, 5:]))  # the same operations as the forward
+    elu = torch.nn.functional.elu(x[:, :, 5:]) + 1  # expm1 then + 1: equal to rounding
+    assert torch.allclose(got, elu, rtol=0, atol=1e-15)
+
+
+def test_the_forward_reuses_its_buffers_from_block_to_block(monkeypatch):
+    """Blocks after the first allocate no buffer of their own: every role is served once."""
+    served: list[str] = []
+
+    class Counting(chunk_blocks.Scratch):
+        def empty(self, role, like, *shape):
+            if self.buffers.get(role) is None or self.buffers[role].shape != shape:
+                served.append(role)
+            return super().empty(role, like, *shape)
+
+    monkeypatch.setattr(chunk_blocks, "Scratch", Counting)
+    monkeypatch.setattr(chunk_blocks, "BLOCK_BYTES", 1)
+    q, k, v, _ = (t.detach() for t in inputs(n=64, f=16, d=16))
+    module = REGISTRY.get("linear.elu")(heads=3, d_head=16, chunk=8).double()
+    with torch.no_grad():
+        module(q, k, v, causal=True)  # 4 blocks of 16
+    assert sorted(served) == ["fk", "fq", "mem", "output", "scores", "x"]
+
+
 def test_backward_uses_the_draw_of_its_forward():
     """FAVOR+ with `redraw`: a redraw between a forward and its backward (a second forward, say)
     does not change the gradients the first backward computes."""

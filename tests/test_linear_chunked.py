@@ -17,7 +17,7 @@ from attnbench.registry import REGISTRY
 from attnbench.runner.execute import execute
 from attnbench.variants.linear import chunk_blocks
 from attnbench.variants.linear.chunked import Spec, chunked
-from attnbench.variants.linear.feature_maps import EluPlusOne
+from attnbench.variants.linear.feature_maps import DPFP, EluPlusOne, Favor
 from attnbench.variants.linear.forms import sum_normalised
 
 MEMORY_ONLY = MeasureSettings(metrics=("memory",), calibrate=False, warmup=0)
@@ -87,34 +87,50 @@ def test_parameter_gradients_match_the_recurrent_form(name, params, monkeypatch)
         assert relative_error(grads[0][n], grads[1][n]) < 1e-8, n
 
 
+MAPS_WITH_INTO = [
+    ("linear.elu", {}),
+    ("linear.dpfp", {"nu": 2}),  # two products, two slices of the buffer
+    ("linear.favor", {"m": 8}),
+]
+
+
 @pytest.mark.parametrize("norm", ["none", "attn", "sum"])
 @pytest.mark.parametrize("rule", ["sum", "delta"])
-def test_the_forward_with_features_written_into_buffers_matches_the_recurrent_form(rule, norm, monkeypatch):
-    """ELU + 1 writes φ into buffers the stream reuses (`FeatureMap.into`, `Scratch`): with
+@pytest.mark.parametrize(("name", "params"), MAPS_WITH_INTO, ids=str)
+def test_the_forward_with_features_written_into_buffers_matches_the_recurrent_form(
+    name, params, rule, norm, monkeypatch
+):
+    """Maps with `FeatureMap.into` write φ into buffers the stream reuses (`Scratch`): with
     chunks of 8 in blocks of 16 and N = 45 (a shorter last block, its buffers new), equal to
     the float64 token-by-token form, without grad and with."""
     monkeypatch.setattr(chunk_blocks, "BLOCK_BYTES", 1)  # one power of two of chunks a block: 16
     q, k, v, beta = (t.detach() for t in inputs(n=45, f=16, d=16))
     beta = beta if rule == "delta" else None
-    outs = {}
+    outs, kw = {}, {"chunk": 8, "rule": rule, "norm": norm, **params}
     for form in ("chunk", "recurrent"):
-        module = REGISTRY.get("linear.elu")(heads=3, d_head=16, form=form, chunk=8, rule=rule, norm=norm)
+        torch.manual_seed(0)  # FAVOR+'s projection: the same draw in both forms
+        module = REGISTRY.get(name)(heads=3, d_head=16, form=form, **kw).double()
         assert module.feature_map.into is not None
         with torch.no_grad():
-            outs[form] = module.double()(q, k, v, causal=True, beta=beta)
+            outs[form] = module(q, k, v, causal=True, beta=beta)
     assert relative_error(outs["chunk"], outs["recurrent"]) < 1e-12
-    with_grad = module.double()(q.requires_grad_(), k, v, causal=True, beta=beta)
+    with_grad = module(q.requires_grad_(), k, v, causal=True, beta=beta)
     assert relative_error(with_grad, outs["recurrent"]) < 1e-12
 
 
-def test_elu_plus_one_into_writes_its_buffer_with_the_forward_s_values():
+@pytest.mark.parametrize(
+    "feature_map",
+    [EluPlusOne(8), DPFP(8, nu=2), Favor(8, m=6, seed=0).double()],
+    ids=lambda m: type(m).__name__,
+)
+def test_into_writes_its_buffer_with_the_forward_s_values(feature_map):
     x = torch.randn(2, 3, 40, 8, dtype=torch.float64) * 3
-    out = torch.full_like(x, float("nan"))
-    got = EluPlusOne(8).into(x[:, :, 5:], out[:, :, 5:])  # strided input and output
+    out = torch.full((2, 3, 40, feature_map.d_dot), float("nan"), dtype=torch.float64)
+    got = feature_map.into(x[:, :, 5:], out[:, :, 5:])  # strided input and output
     assert got.data_ptr() == out[:, :, 5:].data_ptr()
-    assert torch.equal(got, EluPlusOne(8)(x[:, :, 5:]))  # the same operations as the forward
-    elu = torch.nn.functional.elu(x[:, :, 5:]) + 1  # expm1 then + 1: equal to rounding
-    assert torch.allclose(got, elu, rtol=0, atol=1e-15)
+    assert torch.equal(got, feature_map(x[:, :, 5:]))  # the same operations as the forward
+    if isinstance(feature_map, EluPlusOne):  # expm1 then + 1: equal to rounding
+        assert torch.allclose(got, torch.nn.functional.elu(x[:, :, 5:]) + 1, rtol=0, atol=1e-15)
 
 
 def test_the_forward_reuses_its_buffers_from_block_to_block(monkeypatch):

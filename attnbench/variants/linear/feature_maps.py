@@ -87,6 +87,12 @@ class DPFP(FeatureMap):
         r = F.relu(torch.cat([x, -x], dim=-1))
         return torch.cat([r * r.roll(j, dims=-1) for j in range(1, self.nu + 1)], dim=-1)
 
+    def into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        r = F.relu(torch.cat([x, -x], dim=-1).detach())
+        for j, part in enumerate(out.split(r.shape[-1], dim=-1), start=1):
+            torch.mul(r, r.roll(j, dims=-1), out=part)
+        return out
+
 
 REDRAWS = (False, True, "always")  # Favor's `redraw`: never, every training forward, every forward
 KERNELS = ("softmax", "exp")  # the kernel Favor estimates: exp(q·k/√d), or exp(q·k)
@@ -144,12 +150,24 @@ class Favor(FeatureMap):
         if self.redraw == "always" or (self.redraw and self.training):
             self.proj = self.draw().to(self.proj)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def exponents(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Wx and the shared −‖x‖²/2 − log(2m)/2: φ(x) = [exp(Wx + base), exp(base − Wx)]."""
         if self.kernel == "softmax":
             x = x * self.d_head**-0.25
         wx = x @ self.proj.to(x.dtype).T
-        base = -0.5 * (x * x).sum(-1, keepdim=True) - 0.5 * math.log(2 * self.m)
+        return wx, -0.5 * (x * x).sum(-1, keepdim=True) - 0.5 * math.log(2 * self.m)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        wx, base = self.exponents(x)
         return torch.cat([torch.exp(wx + base), torch.exp(base - wx)], dim=-1)
+
+    def into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            wx, base = self.exponents(x)
+            plus, minus = out.split(self.m, dim=-1)
+            torch.exp(torch.add(wx, base, out=plus), out=plus)
+            torch.exp(torch.sub(base, wx, out=minus), out=minus)
+        return out
 
 
 class T2R(FeatureMap):

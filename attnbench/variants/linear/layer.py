@@ -196,8 +196,9 @@ class LinearAttention(Variant):
     def phi_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """φ (and sum normalisation) of the map as it is now, without autograd, into `out`,
         for maps with `into`: the forward's, which runs before any later redraw."""
-        features = self.feature_map.into(x, out)
-        return forms.sum_normalised_(features) if self.norm == "sum" else features
+        with torch.no_grad():
+            features = self.feature_map.into(x, out)
+            return forms.sum_normalised_(features) if self.norm == "sum" else features
 
     def scan(self, phi_q, phi_k, v, beta, normalize: bool) -> torch.Tensor:
         state = forms.init_state(*v.shape[:2], phi_k.shape[-1], v.shape[-1], device=v.device, dtype=v.dtype)

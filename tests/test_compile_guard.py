@@ -4,6 +4,7 @@ compiled or flagged `fallback_eager`; a recompile inside the timed region is fla
 from __future__ import annotations
 
 from attnbench.cases import Case
+from attnbench.measure import compile_guard
 from attnbench.measure.settings import MeasureSettings
 from attnbench.runner.execute import execute
 from attnbench.runner.executors import SubprocessExecutor
@@ -42,3 +43,13 @@ def test_recompiling_inside_the_timed_region_is_flagged(faulty_variants):
     )
     assert result.status == "ok", result.error
     assert "recompiled_during_timing" in result.flags and result.metrics["valid"] is False
+
+
+def test_configured_reports_what_configure_set():
+    """`configured` gives the settings back (the test fixture that isolates each test's
+    torch.compile settings puts them back from it)."""
+    compile_guard.configure(5)
+    got = compile_guard.configured()
+    assert got["fail_on_recompile_limit_hit"] is True
+    assert got.get("recompile_limit", got.get("cache_size_limit")) == 5
+    assert got["accumulated_recompile_limit"] >= 20

@@ -28,15 +28,25 @@ FALLBACK = "fallback_eager"
 RECOMPILED = "recompiled_during_timing"
 
 
+def _limit_key() -> str:
+    return (
+        "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    )  # < 2.6
+
+
 def configure(recompile_limit: int) -> None:
-    """Size dynamo's per-function cache for the sweep and make overflow an error."""
+    """Size dynamo's per-function cache for the sweep and make overflow an error. The settings
+    are process-wide: they outlive the case (`configured` gives them, to put back)."""
     cfg = torch._dynamo.config
-    if hasattr(cfg, "recompile_limit"):
-        cfg.recompile_limit = recompile_limit
-    else:  # torch < 2.6
-        cfg.cache_size_limit = recompile_limit
+    setattr(cfg, _limit_key(), recompile_limit)
     cfg.accumulated_recompile_limit = max(getattr(cfg, "accumulated_recompile_limit", 0), 4 * recompile_limit)
     cfg.fail_on_recompile_limit_hit = True
+
+
+def configured() -> dict[str, object]:
+    """The current values of the dynamo settings `configure` changes."""
+    keys = (_limit_key(), "accumulated_recompile_limit", "fail_on_recompile_limit_hit")
+    return {k: getattr(torch._dynamo.config, k) for k in keys if hasattr(torch._dynamo.config, k)}
 
 
 def compiled_frames() -> int:

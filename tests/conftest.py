@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch._dynamo
 
 if not torch.cuda.is_available():
     # Triton kernels run on CPU in its interpreter; it must be set before triton is imported
@@ -29,13 +28,19 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(autouse=True)
 def _dynamo_settings_of_its_own():
-    """Every test starts from the same torch.compile settings. A case run in this process (the
-    inline executor, the CLI) sets its suite's recompile limit for the whole process
-    (`compile_guard.configure`): a limit of 8, left by a property test's drawn suite, failed
-    35 FlexAttention tests later in one CI run."""
+    """Every test starts from the harness's default torch.compile settings (a recompile limit
+    sized for a sweep, and an error rather than a silent eager fall-back past it) and leaves
+    them as it found them. A case run in this process (the inline executor, the CLI) sets its
+    suite's limit for the whole process (`compile_guard.configure`): a limit of 8, left by a
+    property test's drawn suite, failed 35 FlexAttention tests later in one CI run, and
+    dynamo's own default would let them fall back to eager unseen."""
+    import torch._dynamo  # here, not at the top: it imports triton, after TRITON_INTERPRET is set
+
     from attnbench.measure import compile_guard
+    from attnbench.measure.settings import MeasureSettings
 
     with torch._dynamo.config.patch(**compile_guard.configured()):  # put back on exit
+        compile_guard.configure(MeasureSettings().recompile_limit)
         yield
 
 

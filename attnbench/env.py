@@ -116,6 +116,7 @@ def machine_env() -> dict[str, Any]:
 
 def case_env(device: str) -> dict[str, Any]:
     """The machine's environment plus what one case ran on: the device and the threads in use."""
+    from attnbench.kernels import native
     from attnbench.measure.allocator import steady_cpu_allocator
     from attnbench.measure.noise import machine_noise_env
 
@@ -125,4 +126,5 @@ def case_env(device: str) -> dict[str, Any]:
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
         "cpu_allocator": steady_cpu_allocator(),
+        "cpu_kernels": native.state(),
     }

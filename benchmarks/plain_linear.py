@@ -1,10 +1,14 @@
-"""`bench.plain_chunk`: the chunked sum rule as a plain PyTorch loop, the ~20 lines anyone would
+"""`bench.elu_stream`: `linear.elu` with its fused CPU kernel turned off, i.e. the eager
+streamed chunked form (`variants/linear/chunk_blocks.py`) that runs where the kernel cannot be
+built; timed beside the kernel.
+
+`bench.plain_chunk`: the chunked sum rule as a plain PyTorch loop, the ~20 lines anyone would
 write first: one chunk at a time, every (batch, head) batched, φ = elu + 1, attention
 normalisation. Timed beside `linear.elu` by `benchmarks/linear_speed.py`, it shows what an
 unoptimised form of the same arithmetic (and the same FLOP count) reaches on this machine.
 
-A plugin (loaded through ATTNBENCH_PLUGINS by the benchmark), not a registered variant of the
-library: it is a yardstick, not a form anyone should choose.
+Plugins (loaded through ATTNBENCH_PLUGINS by the benchmark), not registered variants of the
+library: yardsticks, not forms anyone should choose.
 """
 
 from __future__ import annotations
@@ -14,6 +18,13 @@ import torch.nn.functional as F
 
 from attnbench.registry import register
 from attnbench.variants.linear.variants import LinearElu
+
+
+@register("bench.elu_stream", family="linear")
+class EluStream(LinearElu):
+    """linear.elu's eager streamed chunked form (no fused CPU kernel)."""
+
+    cpu_kernel = False
 
 
 @register("bench.plain_chunk", family="linear")

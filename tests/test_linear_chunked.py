@@ -110,6 +110,7 @@ def test_the_forward_with_features_written_into_buffers_matches_the_recurrent_fo
     for form in ("chunk", "recurrent"):
         torch.manual_seed(0)  # FAVOR+'s projection: the same draw in both forms
         module = REGISTRY.get(name)(heads=3, d_head=16, form=form, **kw).double()
+        module.cpu_kernel = False  # the stream, not the fused C kernel (tests/test_cpu_kernel.py)
         assert module.feature_map.into is not None
         with torch.no_grad():
             outs[form] = module(q, k, v, causal=True, beta=beta)
@@ -150,6 +151,7 @@ def test_the_forward_reuses_its_buffers_from_block_to_block(monkeypatch):
     monkeypatch.setattr(chunk_blocks, "BLOCK_BYTES", 1)
     q, k, v, _ = (t.detach() for t in inputs(n=64, f=16, d=16))
     module = REGISTRY.get("linear.elu")(heads=3, d_head=16, chunk=8).double()
+    module.cpu_kernel = False  # the stream, not the fused C kernel (tests/test_cpu_kernel.py)
     with torch.no_grad():
         module(q, k, v, causal=True)  # 4 blocks of 16
     assert sorted(served) == ["fk", "fq", "mem", "output", "scores", "x"]

@@ -44,6 +44,11 @@ class Spec:
     beta_of_keys: Map | None = None
     block: int | None = None
     segment: int | None = None
+    # φ as the name of an elementwise map (`FeatureMap.elementwise`), sum-normalised with
+    # `sum_norm`: a no-grad sum-rule forward on a CPU then runs the fused C kernel
+    # (`kernels/cpu_linear.py`) rather than the stream, where the kernel can be built
+    elementwise: str | None = None
+    sum_norm: bool = False
 
 
 def plan(

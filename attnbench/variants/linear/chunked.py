@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from attnbench.kernels import cpu_linear, native
 from attnbench.variants.linear import chunk_backward
 from attnbench.variants.linear.chunk_blocks import Spec, plan, stream
 
@@ -59,6 +60,14 @@ def chunked(spec: Spec, q, k, v, beta=None, params: tuple[torch.Tensor, ...] = (
     spec = plan(spec, rows, n, f, d, v.element_size(), grad=grad, gpu=v.device.type == "cuda")
     if grad:
         return ChunkedRule.apply(spec, q, k, v, beta, *params)
+    if not spec.delta and cpu_linear.supports(spec.elementwise, q, k, v):
+        try:
+            return cpu_linear.forward(
+                q, k, v, elementwise=spec.elementwise, sum_norm=spec.sum_norm,
+                attn_norm=spec.normalize, chunk=spec.chunk,
+            )  # fmt: skip
+        except native.Unavailable:
+            pass  # the stream below; the result's environment says why (`native.state`)
     out = v.new_empty(v.shape)
     stream(spec, q, k, v, beta, out)
     return out

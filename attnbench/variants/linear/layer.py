@@ -34,6 +34,9 @@ class LinearAttention(Variant):
     params: ClassVar[Mapping[str, Any]] = base_params
     param_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"rule": RULES, "norm": NORMS, "form": FORMS}
     param_minimum: ClassVar[Mapping[str, int]] = {"chunk": 1}
+    # the no-grad causal sum rule on a CPU runs the fused C kernel for elementwise maps
+    # (`kernels/cpu_linear.py`); False keeps the eager stream (a benchmark's comparison)
+    cpu_kernel: ClassVar[bool] = True
     flops_formula: ClassVar[str] = (
         "the matmul work of the form, masked halves included; per token and head, F=d_dot: "
         "chunk C: 2C(F+D) + 4FD (delta: C(5F+3D) + 6FD) over N rounded up to C; parallel: C=N without "
@@ -86,8 +89,9 @@ class LinearAttention(Variant):
     @classmethod
     def flops(cls, shape: Shape, *, causal: bool, mode: str, params: Mapping[str, Any]) -> int:
         """FLOPs the chosen form computes (what FlopCounterMode sees for the chunk and parallel
-        forms): the chunked form multiplies whole C×C blocks, masked half included, and pads N
-        up to a multiple of C; the parallel form is one chunk of length N."""
+        forms; the fused CPU kernel runs the same products through BLAS): the chunked form
+        multiplies whole C×C blocks, masked half included, and pads N up to a multiple of C;
+        the parallel form is one chunk of length N."""
         p = {**cls.params, **params}
         f, d, n = cls.dims(shape.d_head, p), shape.d_head, shape.seq_len
         delta = p["rule"] == "delta"
@@ -177,6 +181,8 @@ class LinearAttention(Variant):
             d_dot=self.d_dot(),
             phi_into=None if self.feature_map.into is None else self.phi_into,
             beta_of_keys=beta_of_keys,
+            elementwise=self.feature_map.elementwise if self.cpu_kernel else None,
+            sum_norm=self.norm == "sum",
         )
         trained = tuple(p for p in self.parameters() if p.requires_grad)
         return chunked.chunked(spec, q, k, v, beta, trained)

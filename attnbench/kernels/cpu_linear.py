@@ -1,0 +1,120 @@
+"""Causal chunked linear attention, sum rule, forward, on a CPU: the fused C kernel
+(`cpu/linear_chunk.c`, built by `native.py`) for elementwise feature maps.
+
+It computes what the eager chunked form (`variants/linear/chunk_blocks.py`) computes with the
+same chunk, in one pass over each chunk: φ, the masked chunk scores, the memory read, the
+normalisation and the output, with the products on torch's own BLAS. Rows (batch × head) are
+split across torch's intra-op threads; each thread's scratch is a torch tensor, so memory
+measurement counts it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from attnbench.kernels import native
+
+MAPS = {"identity": 0, "elu": 1}
+EPS = 1e-6  # as forms.EPS
+_TYPES = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def supports(elementwise: str | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the kernel can run these inputs (q, k (B, H, N, F), v (B, H, N, D))."""
+    return (
+        elementwise in MAPS
+        and all(t.device.type == "cpu" and t.dtype == v.dtype and t.dim() == 4 for t in (q, k))
+        and v.dtype in _TYPES
+        and q.shape == k.shape
+        and q.shape[:3] == v.shape[:3]
+    )
+
+
+def _kernel(lib: ctypes.CDLL, dtype: torch.dtype):
+    suffix, real = _TYPES[dtype]
+    fn = getattr(lib, f"chunk_sum_forward_{suffix}")
+    if fn.argtypes is None:
+        fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_long] * 3 + [ctypes.c_int] * 6 + [real]
+        fn.restype = ctypes.c_int
+        lib.scratch_floats.argtypes = [ctypes.c_long] * 3
+        lib.scratch_floats.restype = ctypes.c_long
+    return fn
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    key = (os.getpid(), threads)  # a pool's threads do not survive a fork
+    if key not in _pools:
+        _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="attnbench-cpu-kernel")
+    return _pools[key]
+
+
+def forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    elementwise: str,
+    sum_norm: bool,
+    attn_norm: bool,
+    chunk: int,
+    lib: ctypes.CDLL | None = None,
+) -> torch.Tensor:
+    """The causal sum rule's output for raw q, k (B, H, N, F) and v (B, H, N, D): φ =
+    `elementwise` (then sum-normalised with `sum_norm`), divided by φ(q)·Σφ(k) + EPS with
+    `attn_norm`. Raises `native.Unavailable` where the kernel cannot be built."""
+    lib = lib or native.library()
+    fn = _kernel(lib, v.dtype)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    b, h, n, f = q.shape
+    d, rows = v.shape[-1], b * h
+    out = v.new_empty(v.shape)
+    if out.numel() == 0:
+        return out
+    threads = max(1, min(torch.get_num_threads(), rows))
+    scratch = v.new_empty(threads, lib.scratch_floats(f, d, chunk))
+    spans = [(i * rows // threads, (i + 1) * rows // threads) for i in range(threads)]
+    args = (MAPS[elementwise], int(sum_norm), int(attn_norm), EPS)
+    call = lambda i: fn(
+        q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), scratch[i].data_ptr(),
+        *spans[i], n, f, d, chunk, *args,
+    )  # fmt: skip
+    codes = [call(0)] if threads == 1 else list(_pool(threads).map(call, range(threads)))
+    if any(codes):
+        raise ValueError(f"the CPU kernel cannot take chunk {chunk} with {f} features")
+    return out
+
+
+def reference(q, k, v, *, elementwise: str, sum_norm: bool, attn_norm: bool) -> torch.Tensor:
+    """The same output by the masked quadratic form, in plain torch (the self-check's)."""
+    phi = {"identity": lambda x: x, "elu": lambda x: torch.nn.functional.elu(x) + 1}[elementwise]
+    fq, fk = phi(q), phi(k)
+    if sum_norm:
+        fq, fk = (x / (x.sum(-1, keepdim=True) + EPS) for x in (fq, fk))
+    scores = (fq @ fk.mT).tril()
+    out = scores @ v
+    return out / (scores.sum(-1, keepdim=True) + EPS) if attn_norm else out
+
+
+def self_check(path: str) -> None:
+    """Run by `native` in a fresh process on a new build: raises if the library disagrees
+    with `reference` in float64 (a crash fails the check too)."""
+    lib = ctypes.CDLL(path)
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 37, 5, dtype=torch.float64, generator=gen) for _ in range(3))
+    for elementwise, sum_norm, attn_norm in (
+        ("elu", False, True),
+        ("elu", True, False),
+        ("identity", False, False),
+    ):
+        kw = dict(elementwise=elementwise, sum_norm=sum_norm, attn_norm=attn_norm)
+        got = forward(q, k, v, chunk=8, lib=lib, **kw)
+        err = (got - reference(q, k, v, **kw)).abs().max().item()
+        if not err < 1e-10:
+            raise AssertionError(
+                f"{elementwise} (sum_norm={sum_norm}, attn_norm={attn_norm}): error {err:.3g}"
+            )

@@ -12,7 +12,8 @@ Targets (issue 19), per round:
 - `linear.elu`'s causal forward at ≥ 50 % of the round's matmul rate;
 - the delta rule's forward ≤ 2.5× the sum rule's at the same d_dot (DPFP-1, sum-normalised);
 - the delta rule's fwd+bwd: time(N) / time(N/2) ≤ 2.3.
-`bench.plain_chunk` (`plain_linear.py`, ~20 plain lines of the same arithmetic) is timed beside them.
+`bench.plain_chunk` (`plain_linear.py`, ~20 plain lines of the same arithmetic) and
+`bench.elu_stream` (`linear.elu` without its fused CPU kernel: the eager stream) are timed beside them.
 `--base-source DIR` runs every case from another checkout too (`git archive REV | tar -x -C DIR`),
 right after this one's, labelled `before`. `--clock thread` (with `--threads 1`) times each call
 by its thread's CPU time (`thread_clock.py`): on a shared VM, waiting for a core is not counted.
@@ -111,6 +112,9 @@ def targets(rows: dict[str, dict], matmul: float, args) -> dict[str, float]:
         out["delta fwd / sum fwd, DPFP-1 (≤ 2.5)"] = delta_fwd / sum_fwd
     if small and large:
         out[f"delta fwd+bwd N={n} / N={half} (≤ 2.3)"] = large / small
+    stream = ms("bench.elu_stream")
+    if elu and stream:
+        out["eager stream fwd / linear.elu fwd (the fused CPU kernel's gain)"] = stream / elu
     elu_small, elu_large = (ms("linear.elu", "fwd+bwd", m) for m in (half, n))
     if elu_small and elu_large:
         out[f"linear.elu fwd+bwd N={n} / N={half}"] = elu_large / elu_small

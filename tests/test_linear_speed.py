@@ -47,11 +47,13 @@ def test_targets_are_ratios_within_the_round(bench):
         f"{delta} fwd N=8192": {"latency_ms": 230.0},
         f"{delta} fwd+bwd N=4096": {"latency_ms": 500.0},
         f"{delta} fwd+bwd N=8192": {"latency_ms": 1050.0},
+        "bench.elu_stream fwd N=8192": {"latency_ms": 90.0},
     }
     got = bench.targets(rows, 2e11, args())
     assert got == pytest.approx(
         {
             "linear.elu fwd % of matmul (≥ 50)": 50.0,  # 4 GFLOP in 40 ms = 100 of 200 GFLOP/s
+            "eager stream fwd / linear.elu fwd (the fused CPU kernel's gain)": 2.25,
             "delta fwd / sum fwd, DPFP-1 (≤ 2.5)": 2.3,
             "delta fwd+bwd N=8192 / N=4096 (≤ 2.3)": 2.1,
         }

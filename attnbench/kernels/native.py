@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from attnbench.env import cache_dir, cache_lock, cpu_model
+from attnbench.env import SOURCE_DIR, cache_dir, cache_lock, cpu_model
 
 SOURCE = Path(__file__).with_name("cpu")
 SWITCH_ENV = "ATTNBENCH_CPU_KERNELS"
@@ -103,7 +103,9 @@ def build(cc: str, target: Path) -> None:
 def self_check(target: Path) -> None:
     """Load `target` in a fresh process and compare one float64 case with torch."""
     code = f"from attnbench.kernels import cpu_linear; cpu_linear.self_check({str(target)!r})"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    path = os.pathsep.join(p for p in (str(SOURCE_DIR), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}  # this attnbench, installed or not
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         raise Unavailable(f"the C kernels failed their self-check: {last}")
@@ -114,7 +116,7 @@ def library() -> ctypes.CDLL:
     (once per process: the answer is kept)."""
     lib = _load()
     if isinstance(lib, Unavailable):
-        raise lib
+        raise Unavailable(str(lib))  # a new one: raising the kept one would grow its traceback
     return lib
 
 

@@ -9,6 +9,8 @@ import ctypes
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attnbench.cases import Case
 from attnbench.kernels import cpu_linear, native
@@ -75,6 +77,30 @@ def test_kernel_in_float32_is_as_close_to_float64_as_the_eager_stream(name, norm
             module.cpu_kernel = kernel
             errors[kernel] = relative_error(module(q, k, v, causal=True).double(), exact)
     assert errors[True] < max(4 * errors[False], 1e-6), errors
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.tuples(st.integers(1, 2), st.integers(1, 3)),
+    n=st.integers(1, 70),
+    f=st.integers(1, 24),
+    d=st.integers(1, 20),
+    chunk=st.sampled_from([1, 2, 5, 16, 64, 100]),
+    elementwise=st.sampled_from(sorted(cpu_linear.MAPS)),
+    norm=st.sampled_from(["none", "attn", "sum"]),
+    seed=st.integers(0, 2**16),
+)
+def test_kernel_matches_torch_at_any_shape(rows, n, f, d, chunk, elementwise, norm, seed):
+    """Any sizes (features ≠ values, chunk longer than the sequence, chunks of one token):
+    equal in float64 to the masked quadratic form written in torch."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k = (torch.randn(*rows, n, f, generator=gen, dtype=torch.float64) for _ in range(2))
+    v = torch.randn(*rows, n, d, generator=gen, dtype=torch.float64)
+    if norm != "none" and elementwise == "identity":
+        q, k = q.abs(), k.abs()  # both normalisations need non-negative features (as `check` says)
+    kw = dict(elementwise=elementwise, sum_norm=norm == "sum", attn_norm=norm == "attn")
+    got = cpu_linear.forward(q, k, v, chunk=chunk, **kw)
+    assert relative_error(got, cpu_linear.reference(q, k, v, **kw)) < 1e-11
 
 
 def test_two_threads_give_the_bits_of_one(monkeypatch):

@@ -17,7 +17,7 @@ from attnbench.registry import REGISTRY
 from attnbench.runner.execute import execute
 from attnbench.variants.linear import chunk_blocks
 from attnbench.variants.linear.chunked import Spec, chunked
-from attnbench.variants.linear.feature_maps import DPFP, EluPlusOne, Favor
+from attnbench.variants.linear.feature_maps import DPFP, T2R, EluPlusOne, Favor
 from attnbench.variants.linear.forms import sum_normalised
 
 MEMORY_ONLY = MeasureSettings(metrics=("memory",), calibrate=False, warmup=0)
@@ -91,6 +91,7 @@ MAPS_WITH_INTO = [
     ("linear.elu", {}),
     ("linear.dpfp", {"nu": 2}),  # two products, two slices of the buffer
     ("linear.favor", {"m": 8}),
+    ("linear.t2r", {"k": 12}),
 ]
 
 
@@ -121,7 +122,7 @@ def test_the_forward_with_features_written_into_buffers_matches_the_recurrent_fo
 
 @pytest.mark.parametrize(
     "feature_map",
-    [EluPlusOne(8), DPFP(8, nu=2), Favor(8, m=6, seed=0).double()],
+    [EluPlusOne(8), DPFP(8, nu=2), Favor(8, m=6, seed=0).double(), T2R(8, 5, heads=3).double()],
     ids=lambda m: type(m).__name__,
 )
 def test_into_writes_its_buffer_with_the_forward_s_values(feature_map):

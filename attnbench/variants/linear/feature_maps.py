@@ -183,13 +183,19 @@ class T2R(FeatureMap):
     def d_dot(self) -> int:
         return self.k
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         heads = x.shape[1]
-        w = self.weight.to(x.dtype).expand(heads, -1, -1)
-        b = self.bias.to(x.dtype).expand(heads, -1)
+        return self.weight.to(x.dtype).expand(heads, -1, -1), self.bias.to(x.dtype).expand(heads, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self._weights(x)
         if x.dim() == 3:  # one token per sequence
             return F.relu(torch.einsum("bhd,hkd->bhk", x, w) + b)
-        return F.relu(torch.einsum("bhnd,hkd->bhnk", x, w) + b[:, None, :])
+        return F.relu(torch.matmul(x, w.mT) + b[:, None, :])  # the same products as `into`
+
+    def into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        w, b = self._weights(x)
+        return torch.matmul(x, w.mT, out=out).add_(b[:, None, :]).relu_()
 
 
 class _EluPlusOne(torch.autograd.Function):

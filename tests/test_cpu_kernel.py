@@ -226,3 +226,12 @@ def test_the_result_environment_names_the_kernel_state():
     case = Case("linear.elu", (), 1, 2, 64, 16, "float32", "cpu", True, "fwd", threads=1)
     result = execute(case, MeasureSettings(metrics=("time",), calibrate=False, warmup=0, min_run_time=0.01))
     assert result.env["cpu_kernels"].startswith("loaded ")
+
+
+def test_the_kernel_is_a_named_range_in_a_profile():
+    """`attnbench profile` lists it by name, with its time, not as time outside any operator."""
+    module = REGISTRY.get("linear.elu")(heads=3, d_head=16)
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        module(*qkv(200, dtype=torch.float32), causal=True)
+    (event,) = [e for e in prof.key_averages() if e.key == cpu_linear.PROFILE_NAME]
+    assert event.count == 1 and event.cpu_time_total > 0

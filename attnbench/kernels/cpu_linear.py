@@ -20,6 +20,7 @@ from attnbench.kernels import native
 
 MAPS = {"identity": 0, "elu": 1}
 EPS = 1e-6  # as forms.EPS
+PROFILE_NAME = "attnbench::cpu_linear_chunk_sum"  # the kernel's range in torch.profiler traces
 _TYPES = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
@@ -83,7 +84,8 @@ def forward(
         q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), scratch[i].data_ptr(),
         *spans[i], n, f, d, chunk, *args,
     )  # fmt: skip
-    codes = [call(0)] if threads == 1 else list(_pool(threads).map(call, range(threads)))
+    with torch.profiler.record_function(PROFILE_NAME):  # one named range in `attnbench profile`
+        codes = [call(0)] if threads == 1 else list(_pool(threads).map(call, range(threads)))
     if any(codes):
         raise ValueError(f"the CPU kernel cannot take chunk {chunk} with {f} features")
     return out

@@ -41,6 +41,8 @@ def _kernel(lib: ctypes.CDLL, dtype: torch.dtype):
     fn = getattr(lib, f"chunk_sum_forward_{suffix}")
     if fn.argtypes is None:
         fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_long] * 3 + [ctypes.c_int] * 6 + [real]
+        # what a backward reads: checkpoints, segment, rows, denominators
+        fn.argtypes += [ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
         fn.restype = ctypes.c_int
         lib.scratch_floats.argtypes = [ctypes.c_long] * 3
         lib.scratch_floats.restype = ctypes.c_long
@@ -68,27 +70,61 @@ def forward(
     """The causal sum rule's output for raw q, k (B, H, N, F) and v (B, H, N, D): φ =
     `elementwise` (then sum-normalised with `sum_norm`), divided by φ(q)·Σφ(k) + EPS with
     `attn_norm`. Raises `native.Unavailable` where the kernel cannot be built."""
+    kw = dict(elementwise=elementwise, sum_norm=sum_norm, attn_norm=attn_norm, chunk=chunk)
+    return _run(q, k, v, **kw, segment=None, lib=lib)[0]
+
+
+def forward_for_backward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    elementwise: str,
+    sum_norm: bool,
+    attn_norm: bool,
+    chunk: int,
+    segment: int,
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+    """`forward`, also returning what the streamed form's backward reads
+    (`variants/linear/chunk_backward.py`): the memory at every `segment` tokens' start,
+    (B·H, F, D) each, with the key sum as a last column under attention normalisation, and the
+    denominators (B, H, N) (None without it)."""
+    kw = dict(elementwise=elementwise, sum_norm=sum_norm, attn_norm=attn_norm, chunk=chunk)
+    out, checkpoints, dens = _run(q, k, v, **kw, segment=segment, lib=None)
+    return out, list(checkpoints.unbind(0)), dens
+
+
+def _run(q, k, v, *, elementwise, sum_norm, attn_norm, chunk, segment, lib):
     lib = lib or native.library()
     fn = _kernel(lib, v.dtype)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     b, h, n, f = q.shape
     d, rows = v.shape[-1], b * h
     out = v.new_empty(v.shape)
+    keep = segment is not None
+    checkpoints = v.new_empty(-(-n // segment) if keep else 0, rows, f, d + attn_norm)
+    dens = v.new_empty(b, h, n) if keep and attn_norm else None
     if out.numel() == 0:
-        return out
+        return out, checkpoints.zero_(), dens
     threads = max(1, min(torch.get_num_threads(), rows))
     scratch = v.new_empty(threads, lib.scratch_floats(f, d, chunk))
     spans = [(i * rows // threads, (i + 1) * rows // threads) for i in range(threads)]
     args = (MAPS[elementwise], int(sum_norm), int(attn_norm), EPS)
+    kept = (
+        checkpoints.data_ptr() if keep else None,
+        segment or 0,
+        rows,
+        None if dens is None else dens.data_ptr(),
+    )
     call = lambda i: fn(
         q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), scratch[i].data_ptr(),
-        *spans[i], n, f, d, chunk, *args,
+        *spans[i], n, f, d, chunk, *args, *kept,
     )  # fmt: skip
     with torch.profiler.record_function(PROFILE_NAME):  # one named range in `attnbench profile`
         codes = [call(0)] if threads == 1 else list(_pool(threads).map(call, range(threads)))
     if any(codes):
         raise ValueError(f"the CPU kernel cannot take chunk {chunk} with {f} features")
-    return out
+    return out, checkpoints, dens
 
 
 def reference(q, k, v, *, elementwise: str, sum_norm: bool, attn_norm: bool) -> torch.Tensor:

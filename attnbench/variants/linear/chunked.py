@@ -31,9 +31,12 @@ class ChunkedRule(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec: Spec, q, k, v, beta, *params):
-        out = v.new_empty(v.shape)
-        checkpoints: list = []
-        dens = stream(spec, q, k, v, beta, out, checkpoints)
+        kept = _cpu_kernel(spec, q, k, v, segment=spec.segment)
+        if kept is None:
+            out, checkpoints = v.new_empty(v.shape), []
+            dens = stream(spec, q, k, v, beta, out, checkpoints)
+        else:
+            out, checkpoints, dens = kept
         ctx.spec, ctx.checkpoints = spec, checkpoints
         ctx.save_for_backward(q, k, v, beta, out, dens, *params)
         return out
@@ -60,17 +63,28 @@ def chunked(spec: Spec, q, k, v, beta=None, params: tuple[torch.Tensor, ...] = (
     spec = plan(spec, rows, n, f, d, v.element_size(), grad=grad, gpu=v.device.type == "cuda")
     if grad:
         return ChunkedRule.apply(spec, q, k, v, beta, *params)
-    if not spec.delta and cpu_linear.supports(spec.elementwise, q, k, v):
-        try:
-            return cpu_linear.forward(
-                q, k, v, elementwise=spec.elementwise, sum_norm=spec.sum_norm,
-                attn_norm=spec.normalize, chunk=spec.chunk,
-            )  # fmt: skip
-        except native.Unavailable:
-            pass  # the stream below; the result's environment says why (`native.state`)
-    out = v.new_empty(v.shape)
-    stream(spec, q, k, v, beta, out)
+    out = _cpu_kernel(spec, q, k, v)
+    if out is None:
+        out = v.new_empty(v.shape)
+        stream(spec, q, k, v, beta, out)
     return out
+
+
+def _cpu_kernel(spec: Spec, q, k, v, segment: int | None = None):
+    """The fused CPU kernel's output (with `segment`: and the checkpoints and denominators the
+    backward reads), or None where it does not apply or cannot be built (then the stream runs;
+    the result's environment says why: `native.state`)."""
+    if spec.delta or not cpu_linear.supports(spec.elementwise, q, k, v):
+        return None
+    kw = dict(
+        elementwise=spec.elementwise, sum_norm=spec.sum_norm, attn_norm=spec.normalize, chunk=spec.chunk
+    )
+    try:
+        if segment is None:
+            return cpu_linear.forward(q, k, v, **kw)
+        return cpu_linear.forward_for_backward(q, k, v, **kw, segment=segment)
+    except native.Unavailable:
+        return None
 
 
 def chunk_sum(q, k, v, *, normalize: bool, chunk: int = 64) -> torch.Tensor:

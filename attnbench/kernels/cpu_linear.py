@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 
@@ -75,21 +76,12 @@ def forward(
 
 
 def forward_for_backward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    elementwise: str,
-    sum_norm: bool,
-    attn_norm: bool,
-    chunk: int,
-    segment: int,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, segment: int, **kw: Any
 ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
-    """`forward`, also returning what the streamed form's backward reads
+    """`forward` (the same keywords), also returning what the streamed form's backward reads
     (`variants/linear/chunk_backward.py`): the memory at every `segment` tokens' start,
     (B·H, F, D) each, with the key sum as a last column under attention normalisation, and the
     denominators (B, H, N) (None without it)."""
-    kw = dict(elementwise=elementwise, sum_norm=sum_norm, attn_norm=attn_norm, chunk=chunk)
     out, checkpoints, dens = _run(q, k, v, **kw, segment=segment, lib=None)
     return out, list(checkpoints.unbind(0)), dens
 

@@ -54,15 +54,20 @@ def _version(dist: str) -> str | None:
         return None
 
 
-@functools.cache
-def cpu_model() -> str:
+def cpuinfo(*fields: str) -> str | None:
+    """The value of the first /proc/cpuinfo line that starts with one of `fields` (None: none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(fields):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+@functools.cache
+def cpu_model() -> str:
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 @functools.cache

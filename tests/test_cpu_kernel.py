@@ -5,8 +5,6 @@ reason where it cannot be built or fails its self-check."""
 
 from __future__ import annotations
 
-import ctypes
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -151,9 +149,7 @@ def test_no_grad_forward_peak_is_the_output_and_each_thread_s_scratch(monkeypatc
     case = Case("linear.elu", (), 1, 8, 4096, 64, "float32", "cpu", True, "fwd", threads=1)
     result = execute(case, settings)
     assert result.status == "ok", result.error
-    lib = native.library()
-    lib.scratch_floats.restype = ctypes.c_long
-    scratch = lib.scratch_floats(ctypes.c_long(64), ctypes.c_long(64), ctypes.c_long(64)) * 4
+    scratch = cpu_linear.scratch_floats(native.library(), 64, 64, 64) * 4
     assert result.metrics["peak_mem_bytes"] == 8 * 4096 * 64 * 4 + scratch
 
 
@@ -262,7 +258,6 @@ def test_with_grad_the_kernel_s_forward_feeds_the_stream_s_backward(name, norm, 
 def test_the_checkpoints_and_denominators_are_the_stream_s(norm):
     """What the backward reads, from the kernel and from the stream: equal in float64."""
     q, k, v = qkv(100)
-    spec = chunked.Spec(False, norm == "attn", 8, phi=lambda x: x, block=16, segment=32)
     kw = dict(elementwise="identity", sum_norm=norm == "sum", attn_norm=norm == "attn", chunk=8)
     q, k = (x.abs() for x in (q, k)) if norm != "none" else (q, k)
     phi = (lambda x: x / (x.sum(-1, keepdim=True) + cpu_linear.EPS)) if norm == "sum" else (lambda x: x)

@@ -37,6 +37,13 @@ def supports(elementwise: str | None, q: torch.Tensor, k: torch.Tensor, v: torch
     )
 
 
+def scratch_floats(lib: ctypes.CDLL, f: int, d: int, chunk: int) -> int:
+    """Numbers of scratch one thread needs for F features, D values and chunks of `chunk`."""
+    lib.scratch_floats.argtypes = [ctypes.c_long] * 3
+    lib.scratch_floats.restype = ctypes.c_long
+    return lib.scratch_floats(f, d, chunk)
+
+
 def _kernel(lib: ctypes.CDLL, dtype: torch.dtype):
     suffix, real = _TYPES[dtype]
     fn = getattr(lib, f"chunk_sum_forward_{suffix}")
@@ -45,8 +52,6 @@ def _kernel(lib: ctypes.CDLL, dtype: torch.dtype):
         # what a backward reads: checkpoints, segment, rows, denominators
         fn.argtypes += [ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
         fn.restype = ctypes.c_int
-        lib.scratch_floats.argtypes = [ctypes.c_long] * 3
-        lib.scratch_floats.restype = ctypes.c_long
     return fn
 
 
@@ -99,7 +104,7 @@ def _run(q, k, v, *, elementwise, sum_norm, attn_norm, chunk, segment, lib):
     if out.numel() == 0:
         return out, checkpoints.zero_(), dens
     threads = max(1, min(torch.get_num_threads(), rows))
-    scratch = v.new_empty(threads, lib.scratch_floats(f, d, chunk))
+    scratch = v.new_empty(threads, scratch_floats(lib, f, d, chunk))
     spans = [(i * rows // threads, (i + 1) * rows // threads) for i in range(threads)]
     args = (MAPS[elementwise], int(sum_norm), int(attn_norm), EPS)
     kept = (
@@ -120,14 +125,15 @@ def _run(q, k, v, *, elementwise, sum_norm, attn_norm, chunk, segment, lib):
 
 
 def reference(q, k, v, *, elementwise: str, sum_norm: bool, attn_norm: bool) -> torch.Tensor:
-    """The same output by the masked quadratic form, in plain torch (the self-check's)."""
+    """The same output by the layer's masked quadratic form (`forms.parallel`, the self-check's):
+    a kernel that disagrees with the layer's arithmetic, EPS included, fails the check."""
+    from attnbench.variants.linear import forms  # here: the variants import this module
+
     phi = {"identity": lambda x: x, "elu": lambda x: torch.nn.functional.elu(x) + 1}[elementwise]
     fq, fk = phi(q), phi(k)
     if sum_norm:
-        fq, fk = (x / (x.sum(-1, keepdim=True) + EPS) for x in (fq, fk))
-    scores = (fq @ fk.mT).tril()
-    out = scores @ v
-    return out / (scores.sum(-1, keepdim=True) + EPS) if attn_norm else out
+        fq, fk = forms.sum_normalised(fq), forms.sum_normalised(fk)
+    return forms.parallel(fq, fk, v, normalize=attn_norm)
 
 
 def self_check(path: str) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from attnbench.env import SOURCE_DIR, cache_dir, cache_lock, cpu_model
+from attnbench.env import SOURCE_DIR, cache_dir, cache_lock, cpu_model, cpuinfo
 
 SOURCE = Path(__file__).with_name("cpu")
 SWITCH_ENV = "ATTNBENCH_CPU_KERNELS"
@@ -64,23 +64,20 @@ def torch_lib() -> Path:
     return Path(torch.__file__).parent / "lib"
 
 
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return cpu_model()
-
-
 def build_key(cc: str) -> str:
     """A digest of everything the built library depends on."""
     h = hashlib.sha256()
     for path in sorted(SOURCE.iterdir()):
         h.update(path.name.encode() + path.read_bytes())
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
-    for part in (flags(), version, torch.__version__, str(torch_lib()), platform.machine(), _cpu_flags()):
+    for part in (
+        flags(),
+        version,
+        torch.__version__,
+        str(torch_lib()),
+        platform.machine(),
+        cpuinfo("flags", "Features") or cpu_model(),
+    ):
         h.update(repr(part).encode())
     return h.hexdigest()[:16]
 
